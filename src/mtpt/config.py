@@ -1,0 +1,208 @@
+"""Run configuration: typed dataclasses whose field docstrings are the CLI's help text.
+
+A run config is YAML (read with ``yaml.safe_load``) with the sections below; any field can be overridden on
+the command line with a dotted flag (``--train.lr 0.01``). The ``method`` section is a mapping with a
+``name`` key; the rest of it is validated against that method's own config dataclass from the registry.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from jsonargparse import ArgumentParser
+
+from mtpt.errors import MtptError
+from mtpt.methods.registry import MethodSpec, get_method
+
+
+@dataclass
+class DataConfig:
+    """Which examples a run sees."""
+
+    data_root: str | None = None
+    """Folder of benchmark files; defaults to $MTPT_DATA_ROOT. Bundled demo tasks need none."""
+    kshot: int | None = None
+    """Train on k examples per class (the task's published k-shot split where k matches), or full data when null."""
+    kshot_seed: int = 0
+    """Which k-shot split / sampling seed."""
+    max_train_examples: int | None = None
+    """Cap each task's training set (a seeded sample)."""
+    max_eval_examples: int | None = None
+    """Cap each evaluation set at a seeded sample of this size."""
+    max_input_tokens: int = 256
+    """Longer inputs lose their beginning (the answer cue is at the end); targets are never truncated."""
+    target_eos: bool = True
+    """Append EOS to training targets so that generation stops after the answer."""
+    mixing: Literal["proportional", "temperature", "uniform"] = "proportional"
+    """How a multi-task batch draws its tasks."""
+    mixing_temperature: float = 2.0
+    """T for temperature mixing: task probability proportional to size^(1/T)."""
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    steps: int = 100
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Examples per optimizer step (split across processes and accumulation steps)."""
+    grad_accum: int = 1
+    """Gradient accumulation steps per optimizer step."""
+    lr: float = 0.03
+    """Learning rate of parameter groups that do not set their own."""
+    weight_decay: float = 0.0
+    """AdamW weight decay of groups that do not set their own."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up steps (then linear decay to 0)."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping norm; null disables clipping."""
+    precision: Literal["no", "bf16", "fp16"] = "no"
+    """Mixed precision (autocast); prompt parameters always stay fp32."""
+    eval_every: int = 50
+    """Evaluate on validation every N steps (and at the end)."""
+    metric_for_best: str = "score"
+    """Validation metric (averaged over tasks) that picks the best checkpoint; 'score' is the per-task mean."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement; null never stops early."""
+    log_every: int = 10
+    """Write a metrics.jsonl line every N steps."""
+    tensorboard: bool = False
+    """Also log to TensorBoard under the run folder (needs the tensorboard extra)."""
+    seed: int = 42
+    """Seeds method initialisation and batch sampling."""
+    resume: bool = True
+    """Continue from the run folder's last checkpoint when there is one."""
+
+
+@dataclass
+class EvalConfig:
+    """How predictions are scored."""
+
+    scorer: Literal["rank", "generate"] = "rank"
+    """rank: most likely label word; generate: greedy decoding + normalised exact match."""
+    rank_normalization: Literal["sum", "mean"] = "sum"
+    """rank: sum of the label's token log-probabilities, or their mean per token."""
+    batch_size: int = 16
+    """Evaluation batch size."""
+    max_new_tokens: int = 8
+    """generate: tokens to decode."""
+    final_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
+    """Splits evaluated with the best checkpoint when training ends."""
+
+
+@dataclass
+class RunConfig:
+    """A training run: backbone, tasks, method and loop settings."""
+
+    backbone: str = "smollm2-135m"
+    """Built-in alias (smollm2-135m, gemma3-270m), local model folder, or hub id."""
+    tasks: list[str] = field(default_factory=lambda: ["demo-sst2"])
+    """Registered task names or paths to YAML task specs."""
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "pt"})
+    """The method: {name: <registered method>, ...its options}."""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "runs/latest"
+    """Run folder: resolved config, logs, checkpoints, results."""
+
+    def data_root(self) -> str | None:
+        return self.data.data_root or os.environ.get("MTPT_DATA_ROOT")
+
+
+def run_parser(prog: str = "mtpt train") -> ArgumentParser:
+    """The parser of a run config: one flag per field, help from the field docstrings."""
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description=RunConfig.__doc__)
+    parser.add_argument("config", nargs="?", help="YAML run config (fields not given keep their defaults).")
+    parser.add_class_arguments(RunConfig, "run")
+    return parser
+
+
+def parse_run_config(argv: list[str]) -> RunConfig:
+    """Parse ``[CONFIG.yaml] [--run.field value ...]`` (``--field`` is accepted for ``--run.field``)."""
+    parser = run_parser()
+    argv = [_prefixed(arg) for arg in argv]
+    try:
+        ns = parser.parse_args(argv)
+        base = load_yaml(ns.config) if ns.config else {}
+        merged = parser.parse_object({"run": base}) if base else parser.get_defaults()
+        ns = parser.parse_args(argv, namespace=merged)
+        return parser.instantiate(ns).run
+    except MtptError:
+        raise
+    except Exception as err:  # jsonargparse reports bad keys and values with their path
+        raise MtptError(f"Invalid run configuration: {_unprefixed(str(err))}") from None
+
+
+def _unprefixed(message: str) -> str:
+    return message.replace("--run.", "--").replace('"run.', '"')
+
+
+def _prefixed(arg: str) -> str:
+    if arg.startswith("--") and not arg.startswith("--run.") and arg not in ("--help", "-h", "--print_config"):
+        return "--run." + arg[2:]
+    return arg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise MtptError(f"Config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise MtptError(f"{path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MtptError(f"{path} must hold a mapping of config sections, got {type(data).__name__}.")
+    return data
+
+
+def method_config(method: dict[str, Any]) -> tuple[MethodSpec, Any]:
+    """Validate the ``method`` section against the registered method's config dataclass."""
+    if not isinstance(method, dict) or "name" not in method:
+        raise MtptError("The 'method' section needs a 'name' (e.g. method: {name: pt}).")
+    spec = get_method(str(method["name"]))
+    options = {k: v for k, v in method.items() if k != "name"}
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(spec.config_cls, "method")
+    try:
+        return spec, parser.instantiate(parser.parse_object({"method": options})).method
+    except Exception as err:
+        raise MtptError(f"Invalid options for method {spec.name!r}: {err}") from None
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass tree as plain YAML-able data (enums as their values)."""
+    if is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return getattr(obj, "value", obj) if hasattr(obj, "value") and not isinstance(obj, (int, float, str)) else obj
+
+
+def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from its plain form (e.g. a run folder's config.yaml)."""
+    parser = run_parser()
+    try:
+        return parser.instantiate(parser.parse_object({"run": data})).run
+    except Exception as err:
+        raise MtptError(f"Invalid run configuration: {err}") from None
+
+
+__all__ = [
+    "DataConfig", "EvalConfig", "RunConfig", "TrainConfig", "asdict", "dump_yaml", "load_yaml", "method_config",
+    "parse_run_config", "run_config_from_dict", "to_plain",
+]

@@ -1,0 +1,140 @@
+"""Scoring examples: ``rank`` (label log-likelihood) and ``generate`` (greedy decoding + exact match).
+
+``rank`` picks the choice with the highest log-likelihood after the input: by default the sum of its tokens'
+log-probabilities, option ``mean`` per token. When every choice of a batch is a single token, one forward pass
+over the inputs scores all of them at once (the distribution at the last input position); otherwise each
+(example, choice) pair is scored. ``generate`` decodes greedily and compares normalised text with the choices
+(classification) or the references (free text); an output matching no choice is invalid and counts as wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from dataclasses import dataclass
+from enum import Enum
+from typing import Sequence
+
+import torch
+
+from mtpt.batching import Tokenizer, pad_batch
+from mtpt.model import SoftPromptModel, token_log_probs
+from mtpt.tasks import Example
+
+
+class Scorer(str, Enum):
+    RANK = "rank"
+    GENERATE = "generate"
+
+
+class RankNormalization(str, Enum):
+    SUM = "sum"
+    MEAN = "mean"
+
+
+@dataclass
+class Predictions:
+    values: list
+    """Per example: the chosen choice index (rank / classification generate) or the generated text."""
+    invalid: int = 0
+    """How many generated outputs matched no choice."""
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normalisation (lower case, no punctuation, articles or extra spaces); CJK punctuation too."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(ch for ch in text if ch not in string.punctuation and not unicodedata.category(ch).startswith("P"))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+@torch.no_grad()
+def rank_choices(
+    model: SoftPromptModel,
+    tok: Tokenizer,
+    examples: Sequence[Example],
+    task_ids: Sequence[int],
+    *,
+    batch_size: int = 16,
+    normalization: RankNormalization = RankNormalization.SUM,
+    device: torch.device | str = "cpu",
+) -> Predictions:
+    """Index of the most likely choice for each example."""
+    best: list[int] = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        ids = task_ids[start:start + batch_size]
+        choice_ids = [[tok.target_ids(c, eos=False) for c in ex.choices] for ex in chunk]
+        if all(len(c) == 1 for row in choice_ids for c in row):
+            best.extend(_rank_single_token(model, tok, chunk, ids, choice_ids, device))
+        else:
+            best.extend(_rank_pairs(model, tok, chunk, ids, choice_ids, batch_size, normalization, device))
+    return Predictions(best)
+
+
+def _rank_single_token(model, tok, chunk, ids, choice_ids, device) -> list[int]:
+    inputs = [tok.input_ids(ex.text) for ex in chunk]
+    # Any one-token target gives the next-token distribution at the last input position (causality).
+    dummy = [[row[0][0]] for row in choice_ids]
+    out = model(pad_batch(inputs, dummy, ids, tok.pad_id).to(device))
+    log_probs = torch.log_softmax(out.logits[:, 0].float(), dim=-1)
+    return [int(torch.argmax(log_probs[i, [c[0] for c in row]])) for i, row in enumerate(choice_ids)]
+
+
+def _rank_pairs(model, tok, chunk, ids, choice_ids, batch_size, normalization, device) -> list[int]:
+    pairs = [(i, c) for i, row in enumerate(choice_ids) for c in range(len(row))]
+    scores = torch.full((len(chunk), max(len(r) for r in choice_ids)), float("-inf"))
+    inputs = [tok.input_ids(ex.text) for ex in chunk]
+    for start in range(0, len(pairs), batch_size):
+        part = pairs[start:start + batch_size]
+        batch = pad_batch([inputs[i] for i, _ in part], [choice_ids[i][c] for i, c in part],
+                          [ids[i] for i, _ in part], tok.pad_id).to(device)
+        out = model(batch)
+        per_token = token_log_probs(out.logits, out.target_ids) * out.target_mask
+        total = per_token.sum(dim=1)
+        if normalization is RankNormalization.MEAN:
+            total = total / out.target_mask.sum(dim=1)
+        for (i, c), value in zip(part, total.tolist()):
+            scores[i, c] = value
+    return scores.argmax(dim=1).tolist()
+
+
+@torch.no_grad()
+def generate_answers(
+    model: SoftPromptModel,
+    tok: Tokenizer,
+    examples: Sequence[Example],
+    task_ids: Sequence[int],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 8,
+    device: torch.device | str = "cpu",
+) -> Predictions:
+    """Greedy outputs; for examples with choices, the index of the matching choice (-1 when invalid)."""
+    values: list = []
+    invalid = 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        inputs = [tok.input_ids(ex.text) for ex in chunk]
+        batch = pad_batch(inputs, [[] for _ in chunk], task_ids[start:start + batch_size], tok.pad_id).to(device)
+        for ex, new_ids in zip(chunk, model.generate(batch, max_new_tokens=max_new_tokens)):
+            text = tok.tokenizer.decode(new_ids, skip_special_tokens=True)
+            if not ex.choices:
+                values.append(text)
+                continue
+            wanted = normalize_answer(text)
+            match = [i for i, c in enumerate(ex.choices) if normalize_answer(c) == wanted]
+            invalid += not match
+            values.append(match[0] if match else -1)
+    return Predictions(values, invalid)
+
+
+def metric_inputs(kind: str, examples: Sequence[Example], predictions: Predictions) -> tuple[list, list]:
+    """Predictions and references in the form :func:`mtpt.metrics.compute_metrics` takes for a task kind."""
+    if kind == "regression":
+        preds = [float(ex.choices[p]) if p >= 0 else float("nan") for ex, p in zip(examples, predictions.values)]
+        return preds, [float(ex.gold) for ex in examples]
+    if kind == "generation":
+        return list(predictions.values), [ex.gold if ex.gold is not None else (ex.target,) for ex in examples]
+    return list(predictions.values), [ex.label for ex in examples]

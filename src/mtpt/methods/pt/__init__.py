@@ -1,0 +1,16 @@
+"""Vanilla prompt tuning (METHODS.md §1)."""
+
+from mtpt.methods.pt.config import PromptTuningConfig
+from mtpt.methods.pt.module import PromptTuning, build
+from mtpt.methods.registry import MethodSpec, register_method
+
+register_method(
+    MethodSpec(
+        name="pt",
+        config_cls=PromptTuningConfig,
+        build=build,
+        summary="Vanilla prompt tuning: one trainable soft prompt (Lester et al. 2021).",
+    )
+)
+
+__all__ = ["PromptTuning", "PromptTuningConfig", "build"]

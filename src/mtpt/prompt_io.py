@@ -1,0 +1,38 @@
+"""Reading and writing single prompts as safetensors (never pickle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from mtpt.errors import MtptError
+
+PROMPT_KEY = "prompt"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+PEFT_KEY = "prompt_embeddings"
+
+
+def save_prompt(prompt: Tensor, path: str | Path) -> None:
+    """Save an ``[L, d]`` prompt to a safetensors file under the key ``prompt``."""
+    save_file({PROMPT_KEY: prompt.detach().float().contiguous().cpu()}, str(path))
+
+
+def load_prompt_tensor(path: str | Path) -> Tensor:
+    """Load an ``[L, d]`` prompt from a prompt file, an mtpt export folder or a PEFT prompt-tuning adapter folder."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "prompt.safetensors", path / PEFT_WEIGHTS):
+            if candidate.exists():
+                return load_prompt_tensor(candidate)
+        raise MtptError(f"{path} holds neither prompt.safetensors nor {PEFT_WEIGHTS}.")
+    if not path.exists():
+        raise MtptError(f"Prompt file {path} does not exist.")
+    tensors = load_file(str(path))
+    for key in (PROMPT_KEY, PEFT_KEY):
+        if key in tensors:
+            return tensors[key]
+    if len(tensors) == 1:
+        return next(iter(tensors.values()))
+    raise MtptError(f"{path} holds several tensors ({', '.join(tensors)}) and none is named '{PROMPT_KEY}'.")

@@ -1,0 +1,64 @@
+"""Building a run's parts from its config: backbone, tasks, method and the soft-prompt model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mtpt.backbones import Backbone, load_backbone
+from mtpt.batching import Tokenizer
+from mtpt.config import RunConfig, method_config
+from mtpt.methods.contract import BuildContext
+from mtpt.methods.registry import MethodSpec
+from mtpt.model import SoftPromptModel
+from mtpt.tasks import Task, get_task
+
+
+@dataclass
+class RunParts:
+    config: RunConfig
+    backbone: Backbone
+    tasks: list[Task]
+    spec: MethodSpec
+    method_config: Any
+    model: SoftPromptModel
+    tokenizer: Tokenizer
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task.name for task in self.tasks]
+
+
+def build_context(backbone: Backbone, task_names: list[str], seed: int, **extras: Any) -> BuildContext:
+    """The plain values a method builder may use."""
+    embeddings = backbone.model.get_input_embeddings()
+    tokenizer = backbone.tokenizer
+    return BuildContext(
+        hidden_size=backbone.hidden_size,
+        vocab_size=int(embeddings.num_embeddings),
+        task_names=list(task_names),
+        embed_tokens=lambda ids: embeddings(ids.to(embeddings.weight.device)),
+        tokenize=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
+        backbone_name=backbone.name,
+        weights_hash=backbone.weights_hash,
+        seed=seed,
+        extras=extras,
+    )
+
+
+def build_run(config: RunConfig, backbone: Backbone | None = None) -> RunParts:
+    """Load (or reuse) the backbone, resolve the tasks and build the method and model."""
+    spec, options = method_config(config.method)
+    tasks = [get_task(name) for name in config.tasks]
+    backbone = backbone or load_backbone(config.backbone)
+    torch.manual_seed(config.train.seed)
+    ctx = build_context(
+        backbone, [t.name for t in tasks], config.train.seed,
+        data_root=config.data_root(), output_dir=config.output_dir, run_config=config,
+    )
+    method = spec.build(options, ctx)
+    model = SoftPromptModel(backbone, method)
+    tokenizer = Tokenizer(backbone.tokenizer, config.data.max_input_tokens, config.data.target_eos)
+    return RunParts(config, backbone, tasks, spec, options, model, tokenizer)

@@ -1,0 +1,5 @@
+"""Tiny random backbones and an in-memory tokenizer: offline by construction, for tests and smoke benchmarks."""
+
+from mtpt.testing.tiny import TINY_ARCHS, tiny_backbone, tiny_tokenizer
+
+__all__ = ["TINY_ARCHS", "tiny_backbone", "tiny_tokenizer"]

@@ -1,0 +1,69 @@
+"""Tiny random models of each supported family, built from configs (no download, a few ms to build).
+
+The tokenizer is byte-level with no merges: every UTF-8 byte is a token, so any English or Chinese text
+tokenises without a vocabulary file.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    Gemma3TextConfig,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    T5Config,
+)
+
+from mtpt.backbones import Backbone, freeze
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+VOCAB = 272  # 4 specials + 256 bytes, rounded up
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer built in memory: pad 0, bos 1, eos 2, unk 3."""
+    byte_chars = sorted(set(pre_tokenizers.ByteLevel.alphabet()))
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + byte_chars)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def _config(arch: str):
+    common = dict(vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    if arch == "llama":
+        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, **common)
+    if arch == "qwen2":
+        return Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=512, **common)
+    if arch == "gemma3":
+        return Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=1, head_dim=8, max_position_embeddings=512,
+                                sliding_window=16, **common)
+    if arch == "gpt2":
+        return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=512, **common)
+    if arch == "t5":
+        return T5Config(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4, decoder_start_token_id=0,
+                        is_encoder_decoder=True, **common)
+    raise ValueError(f"unknown tiny architecture {arch!r}; choose from {TINY_ARCHS}")
+
+
+TINY_ARCHS = ("llama", "qwen2", "gemma3", "gpt2", "t5")
+
+
+def tiny_backbone(arch: str = "llama", seed: int = 0) -> Backbone:
+    """A frozen tiny random backbone of the given family with the in-memory tokenizer."""
+    config = _config(arch)
+    torch.manual_seed(seed)
+    factory = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    model = factory.from_config(config, dtype=torch.float32)
+    return freeze(model, tiny_tokenizer(), f"tiny-{arch}")

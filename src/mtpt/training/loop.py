@@ -1,0 +1,315 @@
+"""The training loop, on Accelerate (CPU, one or many processes, or GPUs through the same code).
+
+One optimizer step = ``batch_size`` examples drawn by the mixture sampler (identical on every process), split
+across processes and gradient-accumulation micro-batches. Evaluation runs every ``eval_every`` steps on the
+validation splits; the best checkpoint by ``metric_for_best`` is kept, the last one carries optimizer,
+scheduler, RNG and sampler state for resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from mtpt.batching import pad_batch
+from mtpt.config import RunConfig, dump_yaml, to_plain
+from mtpt.errors import MtptError
+from mtpt.methods.contract import ExtraLosses, LossContext, ParamGroups, StepCallbacks, WantsHiddenStates
+from mtpt.model import SoftPromptModel, task_loss
+from mtpt.runtime import RunParts, build_run
+from mtpt.training.checkpoint import environment_versions, load_method_state, load_trainer_state, save_checkpoint
+from mtpt.training.evaluate import EvalSet, evaluate_sets, load_eval_sets, mean_metric
+from mtpt.training.sampling import MixtureSampler, mixing_weights
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_step: int
+    best_metric: float | None
+    final: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """split -> task -> metrics of the best checkpoint."""
+
+
+def optimizer_groups(method: torch.nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """The method's parameter groups (or one group), checked to cover each trainable parameter exactly once."""
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    if not trainable:
+        raise MtptError("The method has no trainable parameters.")
+    groups = method.param_groups(lr) if isinstance(method, ParamGroups) else [{"name": "prompt", "params": trainable}]
+    seen: set[int] = set()
+    for group in groups:
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+        group.setdefault("lr", lr)
+        group.setdefault("weight_decay", weight_decay)
+        ids = {id(p) for p in group["params"]}
+        if ids & seen:
+            raise MtptError(f"Parameter group {group.get('name')!r} repeats parameters of another group.")
+        seen |= ids
+    if seen != {id(p) for p in trainable}:
+        raise MtptError("The method's parameter groups leave some trainable parameters out.")
+    return [g for g in groups if g["params"]]
+
+
+class Trainer:
+    """Runs one training job described by a :class:`RunConfig`."""
+
+    def __init__(self, parts: RunParts, accelerator: Accelerator | None = None):
+        self.parts = parts
+        self.cfg = parts.config
+        self.run_dir = Path(self.cfg.output_dir)
+        self.acc = accelerator or Accelerator(mixed_precision=self.cfg.train.precision, cpu=not torch.cuda.is_available())
+        self._check_batch_split()
+        self.train_sets = self._load_train_sets()
+        self.eval_sets = load_eval_sets(parts, "validation")
+        sizes = [len(examples) for examples in self.train_sets]
+        self.sampler = MixtureSampler(sizes, mixing_weights(sizes, self.cfg.data.mixing, self.cfg.data.mixing_temperature),
+                                      self.cfg.train.seed)
+        method = parts.model.method
+        self.optimizer = torch.optim.AdamW(optimizer_groups(method, self.cfg.train.lr, self.cfg.train.weight_decay))
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, self.cfg.train.warmup_steps, self.cfg.train.steps)
+        self.model, self.optimizer, self.scheduler = self.acc.prepare(parts.model, self.optimizer, self.scheduler)
+        self.step = 0
+        self.best_metric: float | None = None
+        self.best_step = 0
+        self.evals_without_gain = 0
+        self.tb = None
+
+    # --- set-up -------------------------------------------------------------------------------------------------
+    def _check_batch_split(self) -> None:
+        per_step = self.cfg.train.grad_accum * self.acc.num_processes
+        if self.cfg.train.batch_size % per_step:
+            raise MtptError(
+                f"train.batch_size ({self.cfg.train.batch_size}) must be divisible by grad_accum × processes ({per_step})."
+            )
+
+    def _load_train_sets(self) -> list[list]:
+        data, root = self.cfg.data, self.cfg.data_root()
+        sets = []
+        for task in self.parts.tasks:
+            examples = task.examples("train", root, kshot=data.kshot, seed=data.kshot_seed, max_examples=data.max_train_examples)
+            if not examples:
+                raise MtptError(f"Task {task.name!r} has no training examples: check its data files.")
+            # Tokenise once: the same token lists serve every step.
+            sets.append([(self.parts.tokenizer.input_ids(ex.text), self.parts.tokenizer.target_ids(ex.target)) for ex in examples])
+        return sets
+
+    @property
+    def unwrapped(self) -> SoftPromptModel:
+        return self.acc.unwrap_model(self.model)
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        self._prepare_run_dir()
+        self._maybe_resume()
+        cfg = self.cfg.train
+        progress = tqdm(total=cfg.steps, initial=self.step, disable=not self.acc.is_main_process, desc="train")
+        started = time.perf_counter()
+        while self.step < cfg.steps:
+            logs = self._train_step()
+            self.step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{logs['loss']:.4f}")
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self._log({"step": self.step, **logs, "elapsed_s": round(time.perf_counter() - started, 2)})
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                if self._evaluate_and_checkpoint():
+                    break
+        progress.close()
+        return self._finish()
+
+    def _train_step(self) -> dict[str, float]:
+        cfg = self.cfg.train
+        self.model.train()
+        draws = self.sampler.draw(self.step, cfg.batch_size)
+        per_process = cfg.batch_size // self.acc.num_processes
+        mine = draws[self.acc.process_index * per_process:(self.acc.process_index + 1) * per_process]
+        micro = per_process // cfg.grad_accum
+        totals: dict[str, float] = {}
+        for index in range(cfg.grad_accum):
+            part = mine[index * micro:(index + 1) * micro]
+            sync = nullcontext() if index == cfg.grad_accum - 1 else self.acc.no_sync(self.model)
+            with sync:
+                terms = self._losses(part)
+                loss = sum(terms.values()) / cfg.grad_accum
+                self.acc.backward(loss)
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) / cfg.grad_accum
+        if cfg.max_grad_norm is not None:
+            self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._after_step()
+        logs = {"loss": sum(totals.values()), **{f"loss/{k}": v for k, v in totals.items()}}
+        logs.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)})
+        return logs
+
+    def _losses(self, part: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        items = [self.train_sets[task][index] for task, index in part]
+        batch = pad_batch([x for x, _ in items], [y for _, y in items], [task for task, _ in part],
+                          self.parts.tokenizer.pad_id).to(self.acc.device)
+        method = self.unwrapped.method
+        want_hidden = bool(getattr(method, "wants_hidden_states", False)) if isinstance(method, WantsHiddenStates) else False
+        with self.acc.autocast():
+            out = self.model(batch, want_hidden=want_hidden)
+            terms = {"task": task_loss(out)}
+            if isinstance(method, ExtraLosses):
+                terms.update(method.extra_losses(self._loss_context(batch, out)))
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                raise MtptError(
+                    f"The {name!r} loss became {float(value)} at step {self.step + 1} "
+                    f"(all terms: { {k: float(v) for k, v in terms.items()} }). Nothing was saved for this step. "
+                    "Lower train.lr, keep train.max_grad_norm set, or check the task data; "
+                    f"the last good checkpoint is in {self.run_dir / 'checkpoints'}."
+                )
+        return terms
+
+    def _loss_context(self, batch, out) -> LossContext:
+        model = self.unwrapped
+
+        def run_with_prompts(prompts: torch.Tensor):
+            other = model(batch, want_hidden=out.hidden is not None, prompts=prompts)
+            return other.logits, other.hidden
+
+        from mtpt.methods.contract import PromptBatch  # local: only needed by extra-loss methods
+
+        text = model.embed(batch.input_ids)
+        return LossContext(PromptBatch(text, batch.input_mask, batch.task_ids), out.prompts, out.logits, out.hidden,
+                           out.target_mask, run_with_prompts)
+
+    def _after_step(self) -> None:
+        method = self.unwrapped.method
+        if isinstance(method, StepCallbacks):
+            record = method.after_step(self.step + 1)
+            if record and self.acc.is_main_process:
+                with open(self.run_dir / "method_log.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"step": self.step + 1, **record}, default=float) + "\n")
+
+    # --- evaluation and checkpoints ----------------------------------------------------------------------------
+    def _evaluate_and_checkpoint(self) -> bool:
+        """Evaluate, save best/last; returns True when early stopping says stop."""
+        metrics = evaluate_sets(self.unwrapped, self.parts, self.eval_sets, self.acc)
+        value = mean_metric(metrics, self.cfg.train.metric_for_best)
+        improved = self.best_metric is None or value > self.best_metric
+        if improved:
+            self.best_metric, self.best_step, self.evals_without_gain = value, self.step, 0
+        else:
+            self.evals_without_gain += 1
+        self._log({"step": self.step, "split": "validation", self.cfg.train.metric_for_best: value,
+                   "tasks": metrics, "best": self.best_metric})
+        if self.acc.is_main_process:
+            if improved:
+                save_checkpoint(self.run_dir / "checkpoints" / "best", self.unwrapped.method, self._meta())
+            save_checkpoint(self.run_dir / "checkpoints" / "last", self.unwrapped.method, self._meta(),
+                            trainer_state=self._trainer_state())
+        self.acc.wait_for_everyone()
+        patience = self.cfg.train.early_stopping_patience
+        return patience is not None and self.evals_without_gain >= patience
+
+    def _meta(self) -> dict[str, Any]:
+        parts = self.parts
+        return {
+            "format": 1,
+            "method": parts.spec.name,
+            "backbone": parts.backbone.name,
+            "weights_hash": parts.backbone.weights_hash,
+            "tasks": parts.task_names,
+            "seed": self.cfg.train.seed,
+            "step": self.step,
+            "best_step": self.best_step,
+            "best_metric": self.best_metric,
+            "metric_for_best": self.cfg.train.metric_for_best,
+            "versions": environment_versions(),
+        }
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "sampler": self.sampler.state_dict(),
+            "best_metric": -math.inf if self.best_metric is None else self.best_metric,
+            "best_step": self.best_step,
+            "evals_without_gain": self.evals_without_gain,
+        }
+
+    def _maybe_resume(self) -> None:
+        last = self.run_dir / "checkpoints" / "last"
+        if not (self.cfg.train.resume and last.exists()):
+            return
+        load_method_state(last, self.unwrapped.method)
+        state = load_trainer_state(last)
+        if state is None:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+        self.best_metric = None if state["best_metric"] == -math.inf else float(state["best_metric"])
+        self.best_step = int(state["best_step"])
+        self.evals_without_gain = int(state["evals_without_gain"])
+        self._log({"event": "resumed", "step": self.step})
+
+    def _finish(self) -> TrainResult:
+        best = self.run_dir / "checkpoints" / "best"
+        if best.exists():
+            load_method_state(best, self.unwrapped.method)
+        result = TrainResult(self.run_dir, self.best_step, self.best_metric)
+        for split in self.cfg.eval.final_splits:
+            sets = self.eval_sets if split == "validation" else load_eval_sets(self.parts, split)
+            result.final[split] = evaluate_sets(self.unwrapped, self.parts, sets, self.acc)
+        if self.acc.is_main_process:
+            summary = {"best_step": result.best_step, "best_metric": result.best_metric, "final": result.final}
+            (self.run_dir / "results.json").write_text(json.dumps(summary, indent=1))
+        if self.tb is not None:
+            self.tb.close()
+        return result
+
+    # --- logging -----------------------------------------------------------------------------------------------
+    def _prepare_run_dir(self) -> None:
+        if self.acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dump_yaml(to_plain(self.cfg), self.run_dir / "config.yaml")
+            resolved = {"method": self.parts.spec.name, **to_plain(self.parts.method_config)}
+            dump_yaml(resolved, self.run_dir / "method_config.yaml")
+            groups = [{"name": g.get("name"), "lr": g.get("initial_lr", g["lr"]), "weight_decay": g["weight_decay"],
+                       "parameters": sum(p.numel() for p in g["params"])} for g in self.optimizer.param_groups]
+            (self.run_dir / "param_groups.json").write_text(json.dumps(groups, indent=1))
+            if self.cfg.train.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self.acc.wait_for_everyone()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.acc.is_main_process:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=float) + "\n")
+        if self.tb is not None and "step" in record:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.tb.add_scalar(key, value, record["step"])
+
+
+def train(config: RunConfig, backbone=None) -> TrainResult:
+    """Train a run end to end and evaluate its best checkpoint."""
+    parts = build_run(config, backbone)
+    try:
+        return Trainer(parts).fit()
+    finally:
+        parts.model.detach_method()
