@@ -1,0 +1,49 @@
+"""SPoT retrieval (METHODS.md §2)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mtpt.methods.spot.retrieval import best_source, prompt_similarities
+
+
+def test_similarities_are_cosines_of_token_means():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    sources = torch.randn(3, 4, 6, generator=gen, dtype=torch.float64)
+    expected = torch.stack([F.cosine_similarity(target.mean(0), s.mean(0), dim=0) for s in sources])
+    sims = prompt_similarities(target, sources)
+    assert sims.shape == (3,) and sims.dtype == torch.float64
+    torch.testing.assert_close(sims, expected)
+
+
+def test_picks_the_argmax():
+    target = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    sources = torch.tensor(
+        [
+            [[10.0, 10.0], [10.0, 10.0]],  # cosine .707, largest dot product
+            [[1.0, 0.1], [1.0, -0.1]],  # mean [1, 0]: cosine 1
+            [[-1.0, 0.0], [-1.0, 0.0]],  # cosine -1
+        ]
+    )
+    assert best_source(target, sources) == 1
+    assert best_source(target, sources, kind="dot") == 0  # a dot product would prefer the large prompt
+
+
+def test_ties_go_to_lowest_index():
+    target = torch.tensor([[1.0, 0.0]])
+    sources = torch.tensor([[[0.0, 1.0]], [[2.0, 0.0]], [[3.0, 0.0]]])  # sources 1 and 2 both have cosine 1
+    assert best_source(target, sources) == 1
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="at least one"):
+        best_source(torch.zeros(2, 3), torch.zeros(0, 2, 3))
+    with pytest.raises(ValueError, match="target"):
+        prompt_similarities(torch.zeros(3), torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match="share"):
+        prompt_similarities(torch.zeros(2, 3), torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match="similarity kind"):
+        prompt_similarities(torch.zeros(2, 3), torch.zeros(1, 2, 3), kind="l1")
