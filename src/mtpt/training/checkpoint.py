@@ -44,6 +44,8 @@ def save_checkpoint(folder: str | Path, method: nn.Module, meta: dict[str, Any],
         (staging / META).write_text(json.dumps(meta, indent=1, default=str))
         if trainer_state is not None:
             torch.save(trainer_state, staging / TRAINER_STATE)
+            # Refuse state that could only be read back by unpickling arbitrary objects.
+            torch.load(staging / TRAINER_STATE, weights_only=True)
         _swap_into_place(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -54,7 +54,8 @@ def evaluate_sets(model: SoftPromptModel, parts: RunParts, sets: list[EvalSet], 
     results = {}
     for eval_set in sets:
         mine = list(range(acc.process_index, len(eval_set.examples), acc.num_processes))
-        preds = predict(model, parts, [eval_set.examples[i] for i in mine], eval_set.task_index, acc.device)
+        with acc.autocast():
+            preds = predict(model, parts, [eval_set.examples[i] for i in mine], eval_set.task_index, acc.device)
         gathered = gather_object([(i, v) for i, v in zip(mine, preds.values)]) if acc.num_processes > 1 else list(zip(mine, preds.values))
         invalid = sum(gather_object([preds.invalid])) if acc.num_processes > 1 else preds.invalid
         ordered = Predictions([v for _, v in sorted(gathered, key=lambda pair: pair[0])], invalid)

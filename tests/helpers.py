@@ -1,0 +1,55 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+
+from mtpt.batching import Tokenizer, pad_batch
+from mtpt.model import SoftPromptModel
+from mtpt.methods.pt.module import PromptTuning
+from mtpt.testing import tiny_backbone
+
+TEXTS = ["the film was a delight", "dull", "an overlong, tedious and badly acted story of very little worth"]
+TARGETS = [" yes", " no", " maybe so"]
+
+
+def pt_model(arch: str = "llama", length: int = 4, seed: int = 0) -> tuple[SoftPromptModel, Tokenizer]:
+    backbone = tiny_backbone(arch)
+    torch.manual_seed(seed)
+    model = SoftPromptModel(backbone, PromptTuning(torch.randn(length, backbone.hidden_size) * 0.5))
+    return model, Tokenizer(backbone.tokenizer, max_input_tokens=128)
+
+
+def encode(tok: Tokenizer, texts=TEXTS, targets=TARGETS, task_ids=None):
+    inputs = [tok.input_ids(t) for t in texts]
+    outputs = [tok.target_ids(t) for t in targets]
+    return pad_batch(inputs, outputs, task_ids or [0] * len(texts), tok.pad_id)
+
+
+def toy_task(name: str = "toy-sentiment", n_train: int = 24, n_eval: int = 12):
+    """A registered in-memory sentiment task (no data files): 'good'/'bad' words decide the label."""
+    import random
+
+    from mtpt.tasks import Example
+    from mtpt.tasks.base import Task
+    from mtpt.tasks.registry import register
+
+    words = (" no", " yes")
+
+    def split(tag: str, n: int) -> list:
+        rng = random.Random(f"{name}-{tag}")
+        rows = []
+        for i in range(n):
+            label = i % 2
+            filler = " ".join(rng.choice(["plot", "cast", "score", "pace"]) for _ in range(rng.randint(1, 6)))
+            text = f"review: {filler} {'good' if label else 'bad'} {tag}{i}. positive?"
+            rows.append(Example(text, words[label], words, label, label, name))
+        return rows
+
+    task = Task(
+        name=name, family="toy", language="en", kind="classification", metrics=("accuracy",),
+        label_words=words, size_class="small", template="review: {text}. positive?", notes="in-memory test task",
+        build=lambda root: {"train": split("train", n_train), "validation": split("val", n_eval), "test": split("test", n_eval)},
+        needs_data_root=False,
+    )
+    return register(task, replace=True)

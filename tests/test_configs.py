@@ -1,0 +1,24 @@
+"""Every shipped run config parses, and its method section validates against the method's dataclass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtpt.config import method_config, parse_run_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RUN_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if "library" not in p.parts and "bench" not in p.parts)
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_shipped_run_config_loads(path):
+    config = parse_run_config([str(path)])
+    spec, options = method_config(config.method)
+    assert spec.name == config.method["name"]
+    assert config.tasks
+
+
+def test_there_are_shipped_configs():
+    assert RUN_CONFIGS
