@@ -53,3 +53,30 @@ def toy_task(name: str = "toy-sentiment", n_train: int = 24, n_eval: int = 12):
         needs_data_root=False,
     )
     return register(task, replace=True)
+
+
+def launch_processes(function, args=(), num_processes: int = 2) -> None:
+    """Run ``function(*args)`` in ``num_processes`` CPU processes (gloo), as accelerate's debug_launcher does,
+    but with the ``spawn`` start method: forking a parent that already ran OpenMP threads deadlocks."""
+    import tempfile
+
+    from accelerate.utils import PrepareForLaunch, patch_environment
+    from torch.multiprocessing import start_processes
+
+    with tempfile.TemporaryDirectory() as folder:  # the file store deletes its file when done
+        with patch_environment(
+            world_size=num_processes, master_addr="127.0.0.1", accelerate_mixed_precision="no",
+            accelerate_debug_rdv_file=f"{folder}/rendezvous", accelerate_use_cpu="yes", gloo_socket_ifname="lo",
+        ):
+            start_processes(PrepareForLaunch(function, debug=True), args=args, nprocs=num_processes, start_method="spawn")
+
+
+def two_process_toy_run(run_dir: str) -> None:
+    """A 4-step toy PT run (the body of the two-process test; must be importable for ``spawn``)."""
+    from pathlib import Path
+
+    from test_training import toy_config  # noqa: the tests folder is on sys.path under pytest
+
+    from mtpt.training.loop import train
+
+    train(toy_config(Path(run_dir), steps=4))

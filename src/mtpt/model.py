@@ -164,7 +164,14 @@ def token_log_probs(logits: Tensor, target_ids: Tensor) -> Tensor:
     return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, target_ids.unsqueeze(-1)).squeeze(-1)
 
 
-def task_loss(out: ForwardOutput) -> Tensor:
-    """Token-level cross-entropy over the target tokens of the batch."""
+def task_loss(out: ForwardOutput, normalizer: float | None = None) -> Tensor:
+    """Token-level cross-entropy over the target tokens of the batch.
+
+    By default the mean over this batch's target tokens; with ``normalizer``, the sum divided by it (the
+    trainer passes the whole optimizer step's token count, so that accumulation and multi-process runs give
+    exactly the gradient of one big batch).
+    """
     mask = out.target_mask.bool()
-    return F.cross_entropy(out.logits[mask].float(), out.target_ids[mask])
+    if normalizer is None:
+        return F.cross_entropy(out.logits[mask].float(), out.target_ids[mask])
+    return F.cross_entropy(out.logits[mask].float(), out.target_ids[mask], reduction="sum") / normalizer

@@ -78,7 +78,9 @@ class Trainer:
         method = parts.model.method
         self.optimizer = torch.optim.AdamW(optimizer_groups(method, self.cfg.train.lr, self.cfg.train.weight_decay))
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, self.cfg.train.warmup_steps, self.cfg.train.steps)
-        self.model, self.optimizer, self.scheduler = self.acc.prepare(parts.model, self.optimizer, self.scheduler)
+        # The scheduler is deliberately not prepared: Accelerate would step it once per process, but our
+        # batch_size is already the global batch, so one optimizer step is one schedule step everywhere.
+        self.model, self.optimizer = self.acc.prepare(parts.model, self.optimizer)
         self.step = 0
         self.best_metric: float | None = None
         self.best_step = 0
@@ -132,30 +134,36 @@ class Trainer:
         cfg = self.cfg.train
         self.model.train()
         draws = self.sampler.draw(self.step, cfg.batch_size)
-        per_process = cfg.batch_size // self.acc.num_processes
+        world = self.acc.num_processes
+        per_process = cfg.batch_size // world
         mine = draws[self.acc.process_index * per_process:(self.acc.process_index + 1) * per_process]
         micro = per_process // cfg.grad_accum
-        totals: dict[str, float] = {}
+        # Every process knows the whole step's examples, so each micro-batch's summed token loss can be divided
+        # by the step's token count; × world undoes DDP's gradient averaging. The result is exactly the
+        # gradient of one batch of batch_size examples, however it is split.
+        step_tokens = sum(len(self.train_sets[task][index][1]) for task, index in draws)
+        totals: dict[str, torch.Tensor] = {}
         for index in range(cfg.grad_accum):
             part = mine[index * micro:(index + 1) * micro]
             sync = nullcontext() if index == cfg.grad_accum - 1 else self.acc.no_sync(self.model)
             with sync:
-                terms = self._losses(part)
-                loss = sum(terms.values()) / cfg.grad_accum
-                self.acc.backward(loss)
+                terms = self._losses(part, step_tokens / world, micro / per_process)
+                self.acc.backward(sum(terms.values()))
             for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + float(value.detach()) / cfg.grad_accum
+                totals[name] = totals.get(name, 0.0) + value.detach() / world
         if cfg.max_grad_norm is not None:
             self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self._after_step()
-        logs = {"loss": sum(totals.values()), **{f"loss/{k}": v for k, v in totals.items()}}
+        summed = {k: float(self.acc.reduce(v, "sum")) if world > 1 else float(v) for k, v in totals.items()}
+        logs = {"loss": sum(summed.values()), **{f"loss/{k}": v for k, v in summed.items()}}
         logs.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)})
         return logs
 
-    def _losses(self, part: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    def _losses(self, part: list[tuple[int, int]], token_normalizer: float, share: float) -> dict[str, torch.Tensor]:
+        """Loss terms of one micro-batch, scaled so that their sum over the step is the step's mean loss."""
         items = [self.train_sets[task][index] for task, index in part]
         batch = pad_batch([x for x, _ in items], [y for _, y in items], [task for task, _ in part],
                           self.parts.tokenizer.pad_id).to(self.acc.device)
@@ -163,9 +171,10 @@ class Trainer:
         want_hidden = bool(getattr(method, "wants_hidden_states", False)) if isinstance(method, WantsHiddenStates) else False
         with self.acc.autocast():
             out = self.model(batch, want_hidden=want_hidden)
-            terms = {"task": task_loss(out)}
+            terms = {"task": task_loss(out, token_normalizer)}
             if isinstance(method, ExtraLosses):
-                terms.update(method.extra_losses(self._loss_context(batch, out)))
+                # Extra terms are per-batch means: weight each micro-batch by its share of the process's batch.
+                terms.update({k: v * share for k, v in method.extra_losses(self._loss_context(batch, out)).items()})
         for name, value in terms.items():
             if not torch.isfinite(value):
                 raise MtptError(
