@@ -81,12 +81,16 @@ def cmd_tasks(argv: list[str]) -> int:
     parser.add_argument("--language", choices=["en", "zh"], default=None)
     parser.add_argument("--spec", default=None, help="Validate this YAML task spec and print its sizes.")
     parser.add_argument("--data-root", default=None, help="Benchmark data folder (default: $MTPT_DATA_ROOT).")
+    parser.add_argument("--verbose", action="store_true", help="Also print each task's template, label words and split notes.")
     args = parser.parse_args(argv)
     from mtpt import tasks
 
     root = tasks.resolve_data_root(args.data_root)
-    selected = [tasks.validate_spec(args.spec)] if args.spec else tasks.list_tasks(args.language)
-    print(tasks.render_task_table(selected, root))
+    try:
+        selected = [tasks.validate_spec(args.spec)] if args.spec else tasks.list_tasks(args.language)
+        print(tasks.render_task_table(selected, root, verbose=args.verbose))
+    except tasks.TaskDataError as err:
+        raise MtptError(str(err)) from None
     return 0
 
 

@@ -29,6 +29,9 @@ class DataConfig:
     """Train on k examples per class (the task's published k-shot split where k matches), or full data when null."""
     kshot_seed: int = 0
     """Which k-shot split / sampling seed."""
+    kshot_validation: Literal["kshot", "full"] = "kshot"
+    """With kshot: validate on a k-shot validation set (the published one, or k per class sampled from the
+    validation pool), or on the full validation split (capped by max_eval_examples)."""
     max_train_examples: int | None = None
     """Cap each task's training set (a seeded sample)."""
     max_eval_examples: int | None = None

@@ -30,7 +30,7 @@ def load_eval_sets(parts: RunParts, split: str) -> list[EvalSet]:
         if task.source_only:
             continue
         # Validation follows the k-shot protocol when training does; test sets are always full (or capped).
-        kshot = data.kshot if split == "validation" else None
+        kshot = data.kshot if split == "validation" and data.kshot_validation == "kshot" else None
         examples = task.examples(split, root, kshot=kshot, seed=data.kshot_seed, max_examples=data.max_eval_examples)
         if examples:
             sets.append(EvalSet(task, index, split, examples))
