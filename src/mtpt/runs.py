@@ -35,6 +35,7 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
     if not config_path.exists():
         raise MtptError(f"{run_dir} has no config.yaml: not a folder written by `mtpt train`.")
     config = run_config_from_dict(load_yaml(config_path))
+    config.output_dir = str(run_dir)  # the folder may have moved; methods read sub-folders of it
     parts = build_run(config, backbone)
     meta = load_method_state(checkpoint_dir(run_dir, which), parts.model.method)
     if meta.get("weights_hash") not in (None, parts.backbone.weights_hash):

@@ -31,7 +31,7 @@ class RunParts:
         return [task.name for task in self.tasks]
 
 
-def build_context(backbone: Backbone, task_names: list[str], seed: int, **extras: Any) -> BuildContext:
+def build_context(backbone: Backbone, task_names: list[str], seed: int, extras: dict[str, Any] | None = None) -> BuildContext:
     """The plain values a method builder may use."""
     embeddings = backbone.model.get_input_embeddings()
     tokenizer = backbone.tokenizer
@@ -44,7 +44,7 @@ def build_context(backbone: Backbone, task_names: list[str], seed: int, **extras
         backbone_name=backbone.name,
         weights_hash=backbone.weights_hash,
         seed=seed,
-        extras=extras,
+        extras=dict(extras or {}),
     )
 
 
@@ -54,10 +54,8 @@ def build_run(config: RunConfig, backbone: Backbone | None = None) -> RunParts:
     tasks = [get_task(name) for name in config.tasks]
     backbone = backbone or load_backbone(config.backbone)
     torch.manual_seed(config.train.seed)
-    ctx = build_context(
-        backbone, [t.name for t in tasks], config.train.seed,
-        data_root=config.data_root(), output_dir=config.output_dir, run_config=config,
-    )
+    extras = {"data_root": config.data_root(), "output_dir": config.output_dir, "run_config": config, "backbone": backbone}
+    ctx = build_context(backbone, [t.name for t in tasks], config.train.seed, extras)
     method = spec.build(options, ctx)
     model = SoftPromptModel(backbone, method)
     tokenizer = Tokenizer(backbone.tokenizer, config.data.max_input_tokens, config.data.target_eos)

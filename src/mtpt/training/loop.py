@@ -211,7 +211,8 @@ class Trainer:
         """Evaluate, save best/last; returns True when early stopping says stop."""
         metrics = evaluate_sets(self.unwrapped, self.parts, self.eval_sets, self.acc)
         value = mean_metric(metrics, self.cfg.train.metric_for_best)
-        improved = self.best_metric is None or value > self.best_metric
+        # Without validation data the metric is NaN: then the latest checkpoint is the best one.
+        improved = self.best_metric is None or math.isnan(value) or value > self.best_metric
         if improved:
             self.best_metric, self.best_step, self.evals_without_gain = value, self.step, 0
         else:

@@ -1,0 +1,109 @@
+"""Helpers the transfer methods share: opening a library for a run, choosing sources, reading prompts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from safetensors.torch import load_file
+from torch import Tensor
+
+from mtpt.errors import MtptError
+from mtpt.library.format import SourceLibrary
+from mtpt.methods.contract import BuildContext
+from mtpt.prompt_io import PROMPT_KEY, load_prompt_tensor
+
+__all__ = ["finished_run_prompt", "kept_checkpoint", "open_for_run", "read_prompt", "select_sources"]
+
+
+def open_for_run(path: str, ctx: BuildContext, prompt_length: int | None = None) -> SourceLibrary:
+    """Open the method's ``source_library`` and refuse it if it was built on another backbone or shape."""
+    if not path:
+        raise MtptError(
+            "This method reads a source-prompt library: set method.source_library to a folder built by "
+            "`mtpt train-source`."
+        )
+    library = SourceLibrary.open(path)
+    library.check_compatible(ctx.backbone_name, ctx.weights_hash, prompt_length, ctx.hidden_size)
+    return library
+
+
+def select_sources(library: SourceLibrary, requested: Sequence[str], run_tasks: Sequence[str]) -> list[str]:
+    """The source tasks a method uses: ``requested`` as given (each must be in the library), or when empty every
+    library task that is not one of the run's own tasks (the mixture entry never counts as a source)."""
+    if requested:
+        missing = [t for t in requested if t not in library.tasks]
+        if missing:
+            raise MtptError(
+                f"Library {library.root} has no prompt for {', '.join(missing)} (it holds: "
+                f"{', '.join(library.tasks) or 'nothing'}). Add them with `mtpt train-source`."
+            )
+        if len(set(requested)) != len(requested):
+            raise MtptError(f"'sources' lists a task twice: {list(requested)}.")
+        return list(requested)
+    chosen = [t for t in library.tasks if t not in set(run_tasks)]
+    if not chosen:
+        raise MtptError(
+            f"Library {library.root} holds no task other than this run's own ({', '.join(run_tasks)}): "
+            "add source tasks with `mtpt train-source`."
+        )
+    return chosen
+
+
+def kept_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint a finished run stands for: ``best`` when the run had a validation metric, else ``last``
+    (a run on source-only tasks has no validation, and its "best" would be its first evaluation)."""
+    run_dir = Path(run_dir)
+    results = run_dir / "results.json"
+    best = run_dir / "checkpoints" / "best"
+    metric = json.loads(results.read_text()).get("best_metric") if results.exists() else None
+    if metric is not None and math.isfinite(float(metric)) and best.exists():
+        return best
+    last = run_dir / "checkpoints" / "last"
+    if last.exists():
+        return last
+    if best.exists():
+        return best
+    raise MtptError(f"{run_dir} has no checkpoint: has its training run finished an evaluation?")
+
+
+def finished_run_prompt(run_dir: str | Path) -> Tensor:
+    """The prompt of a finished ``pt`` run (see :func:`kept_checkpoint` for which checkpoint)."""
+    return read_prompt(kept_checkpoint(run_dir))
+
+
+def read_prompt(path: str | Path, backbone=None) -> Tensor:
+    """An ``[L, d]`` prompt from a prompt file, an export or PEFT folder, a checkpoint folder or a run folder.
+
+    A checkpoint of a method other than ``pt`` (no ``prompt`` tensor) is rebuilt from its run folder and asked
+    for its first task's prompt (:meth:`task_prompt`), which loads the backbone.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MtptError(f"{path} does not exist: give a prompt file, an export folder or a run folder.")
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        path = kept_checkpoint(path)
+    if path.is_dir() and (path / "method.safetensors").exists():
+        tensors = load_file(str(path / "method.safetensors"))
+        prompt = tensors.get(PROMPT_KEY)
+        if prompt is not None and prompt.dim() == 2:
+            return prompt.float()
+        return _rebuilt_task_prompt(path, backbone)
+    return load_prompt_tensor(path).float()
+
+
+def _rebuilt_task_prompt(checkpoint: Path, backbone) -> Tensor:
+    from mtpt.methods.contract import TaskPrompts
+    from mtpt.runs import load_run
+
+    run_dir = checkpoint.parent.parent
+    parts = load_run(run_dir, str(checkpoint), backbone)
+    try:
+        method = parts.model.method
+        if not isinstance(method, TaskPrompts):
+            raise MtptError(f"Method {parts.spec.name!r} of {run_dir} has no fixed prompt to read.")
+        return method.task_prompt(0).detach().float().cpu()
+    finally:
+        parts.model.detach_method()

@@ -1,0 +1,203 @@
+"""The source stage: prompt tuning on each source task from one shared initial prompt, into a library.
+
+Every source (and every seed) is an ordinary ``pt`` run of :func:`mtpt.training.loop.train` whose prompt starts
+from the library's stored ``init.safetensors`` (``init: from_file``), so all task vectors share one origin. The
+backbone is loaded once and reused by every run. Runs live under ``<library>/_runs/<task>/seed-<n>/`` (a crashed
+run resumes from its last checkpoint); a finished run becomes a library entry. Existing entries are skipped
+unless ``overwrite`` is set, so re-running a config with more sources extends the library.
+
+Which checkpoint becomes the entry: the best on validation; for source-only tasks (no validation data, e.g.
+ReCoRD) the last one, since "best" would otherwise be the first evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jsonargparse import ArgumentParser
+
+from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, load_yaml, to_plain
+from mtpt.errors import MtptError
+from mtpt.library.access import kept_checkpoint
+from mtpt.library.format import MIXTURE, LibraryEntry, SourceLibrary, entry_folder
+from mtpt.prompt_io import load_prompt_tensor
+
+__all__ = ["SourceStageConfig", "StageOutcome", "parse_source_config", "source_parser", "train_sources"]
+
+
+@dataclass
+class SourceStageConfig:
+    """Source stage: prompt tuning on each source task separately, from one shared stored initial prompt."""
+
+    backbone: str = "smollm2-135m"
+    """Built-in alias, local model folder, hub id (or tiny-<family> for tests); fixed for the library's lifetime."""
+    sources: list[str] = field(default_factory=lambda: ["demo-sst2"])
+    """Registered task names (or YAML task specs) to tune one prompt each on."""
+    library: str = "libraries/latest"
+    """Library folder: created when missing, extended when it exists (same backbone and prompt length only)."""
+    seeds: list[int] = field(default_factory=lambda: [42])
+    """Training seeds; one entry per (task, seed). The initial prompt is the same for every seed."""
+    prompt_length: int = 100
+    """Virtual tokens L of every prompt in the library."""
+    init: Literal["sample_vocab", "uniform", "text"] = "sample_vocab"
+    """How the shared initial prompt P_init is made (only when the library is created)."""
+    init_text: str = ""
+    """Text for init: text."""
+    init_seed: int = 0
+    """Seed of P_init (only when the library is created)."""
+    mixture: bool = False
+    """Also tune one prompt on the mixture of all sources (generic SPoT), stored as the _mixture entry."""
+    overwrite: bool = False
+    """Retrain entries that already exist (their training runs are discarded first)."""
+    runs_dir: str | None = None
+    """Where the training runs go; default <library>/_runs."""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(final_splits=["validation"]))
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one (task, seed)."""
+
+    task: str
+    seed: int
+    status: str
+    """``trained``, ``skipped`` (already in the library) or ``skipped-stale`` (mixture of other sources)."""
+    best_metric: float | None = None
+
+
+# --- parsing ----------------------------------------------------------------------------------------------------
+def source_parser(prog: str = "mtpt train-source") -> ArgumentParser:
+    """The parser of a source-stage config: one flag per field, help from the field docstrings."""
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description=SourceStageConfig.__doc__)
+    parser.add_argument("config", nargs="?", help="YAML source-stage config (missing fields keep their defaults).")
+    parser.add_class_arguments(SourceStageConfig, "stage")
+    return parser
+
+
+def parse_source_config(argv: list[str]) -> SourceStageConfig:
+    """Parse ``[CONFIG.yaml] [--field value ...]`` (dotted fields: ``--train.steps 50``)."""
+    parser = source_parser()
+    argv = [_prefixed(arg) for arg in argv]
+    try:
+        ns = parser.parse_args(argv)
+        base = load_yaml(ns.config) if ns.config else {}
+        merged = parser.parse_object({"stage": base}) if base else parser.get_defaults()
+        ns = parser.parse_args(argv, namespace=merged)
+        return parser.instantiate(ns).stage
+    except MtptError:
+        raise
+    except Exception as err:  # jsonargparse names the bad key and value
+        raise MtptError(f"Invalid source-stage configuration: {str(err).replace('stage.', '')}") from None
+
+
+def _prefixed(arg: str) -> str:
+    if arg.startswith("--") and not arg.startswith("--stage.") and arg not in ("--help", "-h", "--print_config"):
+        return "--stage." + arg[2:]
+    return arg
+
+
+# --- the stage --------------------------------------------------------------------------------------------------
+def train_sources(config: SourceStageConfig, backbone=None) -> list[StageOutcome]:
+    """Tune every missing (source, seed) prompt (and the mixture when asked) into ``config.library``."""
+    from mtpt.backbones import load_backbone  # heavy imports only when the stage really runs
+
+    _check_config(config)
+    task_names = _resolve_tasks(config.sources)
+    backbone = backbone or load_backbone(config.backbone)
+    library = _open_or_create(config, backbone)
+    runs_dir = Path(config.runs_dir) if config.runs_dir else library.root / "_runs"
+    outcomes = []
+    for seed in config.seeds:
+        for task in task_names:
+            outcomes.append(_one_entry(config, library, backbone, runs_dir, task, [task], seed))
+        if config.mixture:
+            outcomes.append(_one_entry(config, library, backbone, runs_dir, MIXTURE, task_names, seed))
+    return outcomes
+
+
+def _check_config(config: SourceStageConfig) -> None:
+    if not config.sources:
+        raise MtptError("The source stage needs at least one task in 'sources'.")
+    if len(set(config.sources)) != len(config.sources):
+        raise MtptError(f"'sources' lists a task twice: {config.sources}.")
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+        raise MtptError(f"'seeds' must be a non-empty list of distinct seeds, got {config.seeds}.")
+    if config.prompt_length < 1:
+        raise MtptError(f"prompt_length must be at least 1, got {config.prompt_length}.")
+
+
+def _resolve_tasks(names: list[str]) -> list[str]:
+    from mtpt.tasks import get_task
+
+    resolved = []
+    for name in names:
+        try:
+            task = get_task(name)
+        except KeyError as err:
+            raise MtptError(str(err.args[0]) if err.args else str(err)) from None
+        entry_folder(task.name, 0)  # refuses names that cannot be folders, before any training
+        resolved.append(task.name)
+    return resolved
+
+
+def _open_or_create(config: SourceStageConfig, backbone) -> SourceLibrary:
+    from mtpt.prompt_init import initial_prompt
+    from mtpt.runtime import build_context
+
+    root = Path(config.library)
+    if (root / "manifest.json").exists():
+        library = SourceLibrary.open(root)
+        library.check_compatible(backbone.name, backbone.weights_hash, config.prompt_length, backbone.hidden_size)
+        return library
+    ctx = build_context(backbone, [], config.init_seed)
+    generator = torch.Generator().manual_seed(config.init_seed)
+    init = initial_prompt(config.init, config.prompt_length, ctx, text=config.init_text, generator=generator)
+    info = {"kind": config.init, "seed": config.init_seed, "text": config.init_text}
+    return SourceLibrary.create(root, backbone=backbone.name, weights_hash=backbone.weights_hash,
+                                init_prompt=init, init_info=info)
+
+
+def _one_entry(config, library: SourceLibrary, backbone, runs_dir: Path, task: str, tasks: list[str], seed: int):
+    if library.has(task, seed) and not config.overwrite:
+        stale = task == MIXTURE and list(library.entry(task, seed).sources) != tasks
+        return StageOutcome(task, seed, "skipped-stale" if stale else "skipped", library.entry(task, seed).best_metric)
+    run_dir = runs_dir / entry_folder(task, seed)
+    if config.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)  # otherwise the trainer would resume the old, finished run
+    run_config = source_run_config(config, library, tasks, seed, run_dir)
+    from mtpt.training.loop import train
+
+    result = train(run_config, backbone=backbone)
+    prompt, which, steps = _kept_prompt(run_dir)
+    best = None if result.best_metric is None or not math.isfinite(result.best_metric) else float(result.best_metric)
+    entry = LibraryEntry(task=task, seed=seed, path=entry_folder(task, seed), best_metric=best,
+                         metric_for_best=config.train.metric_for_best, steps=steps, best_step=result.best_step,
+                         sources=tuple(tasks) if task == MIXTURE else ())
+    meta = {"run_dir": str(run_dir), "checkpoint": which, "tasks": tasks, "final": result.final,
+            "run_config": to_plain(run_config)}
+    library.add_entry(entry, prompt, meta, overwrite=config.overwrite)
+    return StageOutcome(task, seed, "trained", best)
+
+
+def source_run_config(config: SourceStageConfig, library: SourceLibrary, tasks: list[str], seed: int,
+                      run_dir: Path) -> RunConfig:
+    """The ``pt`` run that tunes one entry, starting from the library's initial prompt."""
+    method = {"name": "pt", "prompt_length": library.prompt_length, "init": "from_file",
+              "init_path": str(library.root / "init.safetensors")}
+    return RunConfig(backbone=config.backbone, tasks=list(tasks), method=method, data=replace(config.data),
+                     train=replace(config.train, seed=seed), eval=replace(config.eval), output_dir=str(run_dir))
+
+
+def _kept_prompt(run_dir: Path) -> tuple[Any, str, int]:
+    from mtpt.training.checkpoint import read_meta
+
+    folder = kept_checkpoint(run_dir)
+    steps = int(read_meta(run_dir / "checkpoints" / "last").get("step", 0))
+    return load_prompt_tensor(folder / "method.safetensors"), folder.name, steps

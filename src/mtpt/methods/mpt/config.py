@@ -1,0 +1,53 @@
+"""Configuration of multitask prompt tuning (MPT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class MptConfig:
+    """MPT (Wang et al. 2023): a shared prompt P* and a rank-r factor u_k v_k per task; task prompt
+    P*_k = P* ∘ (u_k v_k).
+
+    stage source: multi-task training on the run's tasks (the sources), with prompt distillation from each task's
+    single-task prompt in source_library: loss = task + distill_weight * (KL + MSE). stage target: new factors
+    for the run's tasks initialised from a finished source-stage run (source_run), P* trained too
+    (train_shared) and shared by every target of the run.
+    """
+
+    stage: Literal["source", "target"] = "source"
+    """source: distil the library's single-task prompts into P* and per-task factors; target: adapt to new tasks."""
+    source_library: str = ""
+    """source stage: library holding a prompt (the teacher) for every task of the run; also supplies P_init."""
+    source_seed: int | None = None
+    """Which seed's library entries; null = per task, the seed with the best validation metric."""
+    prompt_length: int | None = None
+    """L; null = the library's (or the source run's). Needed only for a source stage without a library."""
+    rank: int = 1
+    """source stage: r of the per-task factors (paper: 1); the target stage takes the source run's."""
+    shared_init: Literal["library_init", "teacher_mean", "sample_vocab", "uniform"] = "library_init"
+    """source stage: start of P*: the library's P_init, the mean of the teachers, or a fresh PT init."""
+    factor_init: Literal["normal", "ones"] = "normal"
+    """source stage: factors N(0, factor_std) (PEFT) or constant so that u_k v_k = 1 (every task starts at P*)."""
+    factor_std: float = 0.02
+    """Standard deviation of normal (and random target) factor inits."""
+    distill: bool = True
+    """source stage: add the distillation terms (needs source_library)."""
+    distill_weight: float = 1.0
+    """lambda: weight of KL and MSE, each logged as loss/distill_kl and loss/distill_mse."""
+    distill_temperature: float = 1.0
+    """Softmax temperature of the KL term."""
+    source_run: str = ""
+    """target stage: a finished MPT source-stage run folder (or one of its checkpoint folders)."""
+    source_checkpoint: Literal["best", "last"] = "best"
+    """target stage: which checkpoint of source_run (when source_run is a run folder)."""
+    target_init: Literal["mean", "source", "random"] = "mean"
+    """target stage: new factors from the mean of the source factors, one source's (init_source), or random."""
+    init_source: str = ""
+    """target stage, target_init source: the source task whose factors start the target."""
+    train_shared: bool = True
+    """target stage: P* keeps training (MPT); false freezes it and trains the factors only."""
+    factor_lr: float | None = None
+    """Learning rate of the factors; null = the run's train.lr."""

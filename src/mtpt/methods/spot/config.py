@@ -1,0 +1,39 @@
+"""Configuration of SPoT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class SpotConfig:
+    """SPoT (Vu et al. 2022): start the target prompt from a source prompt of a library, then prompt-tune it.
+
+    retrieve: the source whose prompt is most similar to a target prompt (cosine of token-averaged prompts);
+    the target prompt is target_prompt when given, else a short PT run on this run's tasks from the library's
+    initial prompt, written to <output_dir>/retrieval/ (reused when the run is resumed or rebuilt).
+    generic: the library's mixture prompt. fixed: the prompt of `source`.
+    """
+
+    source_library: str = ""
+    """Source-prompt library folder (built by `mtpt train-source`)."""
+    mode: Literal["retrieve", "generic", "fixed"] = "retrieve"
+    """retrieve (most similar source), generic (mixture-of-sources prompt) or fixed (the prompt of `source`)."""
+    sources: list[str] = field(default_factory=list)
+    """Candidate sources for retrieve; empty = every library task that is not a task of this run."""
+    source: str = ""
+    """The source task for mode: fixed."""
+    source_seed: int | None = None
+    """Which seed's library entries; null = per task, the seed with the best validation metric."""
+    target_prompt: str = ""
+    """retrieve: a prompt file, export folder or finished run of the target (trained from the library's initial
+    prompt); empty = run a short PT on the target into <output_dir>/retrieval/."""
+    retrieval_steps: int = 50
+    """Steps of the internal retrieval PT run (mode retrieve without target_prompt)."""
+    retrieval_lr: float | None = None
+    """Learning rate of the retrieval run; null = the run's train.lr."""
+    similarity: Literal["cosine", "dot"] = "cosine"
+    """cosine (SPoT) or DTVG's scaled dot product of the token-averaged prompts."""
+    compare: Literal["prompts", "task_vectors"] = "prompts"
+    """Compare the tuned prompts (SPoT) or their task vectors (prompt minus the library's initial prompt)."""

@@ -1,0 +1,101 @@
+"""SPoT: choose the initial prompt from a source library, then train it as plain prompt tuning."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from mtpt.errors import MtptError
+from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, select_sources
+from mtpt.library.format import MIXTURE, SourceLibrary
+from mtpt.library.transfer import TransferredPrompt
+from mtpt.methods.contract import BuildContext
+from mtpt.methods.spot.config import SpotConfig
+from mtpt.methods.spot.retrieval import best_source, prompt_similarities
+
+RETRIEVAL_DIR = "retrieval"
+"""Sub-folder of the run folder holding the internal retrieval run."""
+
+
+def build(config: SpotConfig, ctx: BuildContext) -> TransferredPrompt:
+    library = open_for_run(config.source_library, ctx)
+    if config.mode == "generic":
+        record = {"method": "spot", "mode": "generic", "source": MIXTURE,
+                  "sources": list(library.entry(MIXTURE, config.source_seed).sources)}
+        return TransferredPrompt(library.mixture_prompt(config.source_seed), record)
+    if config.mode == "fixed":
+        if not config.source:
+            raise MtptError("SPoT mode 'fixed' needs method.source (a task of the library).")
+        select_sources(library, [config.source], ctx.task_names)
+        record = {"method": "spot", "mode": "fixed", "source": config.source}
+        return TransferredPrompt(library.prompt(config.source, config.source_seed), record)
+    sources = select_sources(library, config.sources, ctx.task_names)
+    target, origin = target_prompt(config, library, ctx)
+    record = retrieve(library, sources, target, config)
+    record["target_prompt"] = origin
+    return TransferredPrompt(library.prompt(record["source"], config.source_seed), record)
+
+
+def retrieve(library: SourceLibrary, sources: list[str], target: Tensor, config: SpotConfig) -> dict[str, Any]:
+    """The most similar source to ``target`` and every similarity, as a JSON-able record."""
+    if tuple(target.shape) != (library.prompt_length, library.hidden_size):
+        raise MtptError(
+            f"The target prompt has shape {tuple(target.shape)}; the library's prompts are "
+            f"({library.prompt_length}, {library.hidden_size})."
+        )
+    candidates = library.prompts(sources, config.source_seed)
+    if config.compare == "task_vectors":
+        init = library.init_prompt()
+        candidates, target = candidates - init, target - init
+    similarities = prompt_similarities(target.float(), candidates, config.similarity)
+    index = best_source(target.float(), candidates, config.similarity)
+    return {"method": "spot", "mode": "retrieve", "source": sources[index], "similarity": config.similarity,
+            "compare": config.compare, "similarities": dict(zip(sources, similarities.tolist()))}
+
+
+def target_prompt(config: SpotConfig, library: SourceLibrary, ctx: BuildContext) -> tuple[Tensor, str]:
+    """The target prompt used for retrieval and where it came from."""
+    if config.target_prompt:
+        return read_prompt(config.target_prompt), config.target_prompt
+    run_config = ctx.extras.get("run_config")
+    if run_config is None:
+        raise MtptError("SPoT retrieval outside a training run needs method.target_prompt (a prompt or run folder).")
+    run_dir = Path(ctx.extras.get("output_dir") or run_config.output_dir) / RETRIEVAL_DIR
+    if not (run_dir / "results.json").exists():
+        _retrieval_run(config, library, ctx, run_config, run_dir)
+    return finished_run_prompt(run_dir), str(run_dir)
+
+
+def _retrieval_run(config: SpotConfig, library: SourceLibrary, ctx: BuildContext, run_config, run_dir: Path) -> None:
+    """A short PT run on the target from the library's initial prompt (so target and sources are comparable)."""
+    from mtpt.config import RunConfig
+    from mtpt.training.loop import train
+
+    if config.retrieval_steps < 1:
+        raise MtptError(f"retrieval_steps must be at least 1, got {config.retrieval_steps}.")
+    steps = config.retrieval_steps
+    method = {"name": "pt", "prompt_length": library.prompt_length, "init": "from_file",
+              "init_path": str(library.root / "init.safetensors")}
+    train_cfg = replace(run_config.train, steps=steps, lr=config.retrieval_lr or run_config.train.lr,
+                        warmup_steps=min(run_config.train.warmup_steps, steps // 10),
+                        eval_every=min(run_config.train.eval_every, steps), early_stopping_patience=None)
+    short = RunConfig(backbone=run_config.backbone, tasks=list(run_config.tasks), method=method,
+                      data=replace(run_config.data), train=train_cfg, eval=replace(run_config.eval, final_splits=[]),
+                      output_dir=str(run_dir))
+    train(short, backbone=_backbone(ctx, run_config.backbone))
+
+
+def _backbone(ctx: BuildContext, name: str):
+    # The run's already loaded backbone when the core provides it; otherwise load it again (costs memory once).
+    backbone = ctx.extras.get("backbone")
+    if backbone is not None:
+        return backbone
+    from mtpt.backbones import load_backbone
+
+    backbone = load_backbone(name)
+    if backbone.weights_hash != ctx.weights_hash:
+        raise MtptError(f"Reloading backbone {name!r} gave other weights than the run's; pass method.target_prompt.")
+    return backbone

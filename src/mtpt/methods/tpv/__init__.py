@@ -1,0 +1,19 @@
+"""Task prompt vectors: arithmetic over library task vectors (METHODS.md §5)."""
+
+from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.methods.tpv.config import TpvConfig
+from mtpt.methods.tpv.grid import cmd_tpv_grid
+from mtpt.methods.tpv.module import PromptCombination, build
+
+register_method(
+    MethodSpec(
+        name="tpv",
+        config_cls=TpvConfig,
+        build=build,
+        summary="Task prompt vectors: P_init + sum of lambda-weighted library task vectors (init for PT, or combine).",
+        cli_commands={"tpv-grid": ("Choose TPV's lambda on validation over a grid (method tpv, mode: combine).",
+                                   cmd_tpv_grid)},
+    )
+)
+
+__all__ = ["PromptCombination", "TpvConfig", "build"]

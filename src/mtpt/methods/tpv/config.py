@@ -1,0 +1,36 @@
+"""Configuration of task prompt vectors (TPV)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mtpt.methods.tpv.arithmetic import DEFAULT_LAMBDAS
+
+
+@dataclass
+class TpvConfig:
+    """Task prompt vectors (Belanec et al. 2024): P = P_init + sum_k lambda_k tau_k over library task vectors.
+
+    init: cross-task initialisation — the combination (lambda = `lambdas`, default 1) starts a trainable prompt,
+    then plain prompt tuning on the run's tasks. combine: the combination itself is the prompt; `mtpt tpv-grid`
+    picks lambda on validation from `grid` (the paper's use, no training); under `mtpt train` the lambdas
+    (one scalar per source) are learned instead — our option, the vectors stay frozen.
+    """
+
+    source_library: str = ""
+    """Source-prompt library folder (built by `mtpt train-source`)."""
+    mode: Literal["init", "combine"] = "init"
+    """init: combination then prompt tuning; combine: the combination is the prompt (lambda from the grid)."""
+    sources: list[str] = field(default_factory=list)
+    """Task vectors to combine; empty = every library task that is not a task of this run."""
+    source_seed: int | None = None
+    """Which seed's library entries; null = per task, the seed with the best validation metric."""
+    lambdas: list[float] = field(default_factory=lambda: [1.0])
+    """One coefficient for every source, or one per source (in `sources` order)."""
+    grid: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
+    """mtpt tpv-grid: the values one coefficient may take."""
+    grid_mode: Literal["shared", "per_task"] = "shared"
+    """mtpt tpv-grid: one lambda for all sources, or every combination of per-source lambdas."""
+    max_combinations: int = 1331
+    """mtpt tpv-grid: refuse per_task grids larger than this."""
