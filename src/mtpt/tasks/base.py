@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mtpt.errors import MtptError
+
 SPLITS = ("train", "validation", "test")
 KINDS = ("classification", "multiple_choice", "regression", "generation")
 ENV_VAR = "MTPT_DATA_ROOT"
@@ -22,7 +24,7 @@ ENV_VAR = "MTPT_DATA_ROOT"
 CAP_SEED = 42
 
 
-class TaskDataError(ValueError):
+class TaskDataError(MtptError, ValueError):
     """Bad or missing task data. The message names the file (and line / item / field) and a fix."""
 
 

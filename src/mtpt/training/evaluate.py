@@ -27,8 +27,8 @@ def load_eval_sets(parts: RunParts, split: str) -> list[EvalSet]:
     data, root = parts.config.data, parts.config.data_root()
     sets = []
     for index, task in enumerate(parts.tasks):
-        if task.source_only:
-            continue
+        if task.source_only or not task.sizes(root).get(split):
+            continue  # no data for this split (e.g. a user task without a test file)
         # Validation follows the k-shot protocol when training does; test sets are always full (or capped).
         kshot = data.kshot if split == "validation" and data.kshot_validation == "kshot" else None
         examples = task.examples(split, root, kshot=kshot, seed=data.kshot_seed, max_examples=data.max_eval_examples)
