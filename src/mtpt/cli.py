@@ -94,6 +94,13 @@ def cmd_tasks(argv: list[str]) -> int:
     return 0
 
 
+@command("params", "Count a run config's trainable parameters: shared by all tasks and per task (any method, any backbone).")
+def cmd_params(argv: list[str]) -> int:
+    from mtpt.params import cmd_params as run
+
+    return run(argv)
+
+
 @command("methods", "List the registered methods and their options.")
 def cmd_methods(argv: list[str]) -> int:
     import dataclasses

@@ -1,0 +1,21 @@
+"""TA-LoRA: task-adaptive low-rank prompt representation (METHODS.md §7; docs/methods/ta_lora.md).
+
+``mtpt params`` reports its shared and per-task parameter counts through ``TaLora.parameter_counts``.
+"""
+
+from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.methods.ta_lora.config import TaLoraConfig
+from mtpt.methods.ta_lora.module import TaLora, TaLoraOptions
+from mtpt.methods.ta_lora.stages import build, load_source_run
+
+register_method(
+    MethodSpec(
+        name="ta_lora",
+        config_cls=TaLoraConfig,
+        build=build,
+        summary="TA-LoRA: shared prompt + s*B(u_i v_i^T) per task, fast/slow learning rates, zero-initialised "
+        "gated attention, orthogonality regulariser; source and target stages.",
+    )
+)
+
+__all__ = ["TaLora", "TaLoraConfig", "TaLoraOptions", "build", "load_source_run"]
