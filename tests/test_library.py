@@ -184,7 +184,7 @@ def test_a_crash_while_writing_an_entry_leaves_the_library_as_it_was(tmp_path, b
 
 
 def test_a_crash_while_writing_the_manifest_keeps_the_old_one(tmp_path, backbone, monkeypatch):
-    library = blank_library(tmp_path, backbone)
+    blank_library(tmp_path, backbone)
     manifest = (tmp_path / "lib" / "manifest.json").read_text()
 
     def crash(src, dst):

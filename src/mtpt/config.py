@@ -118,37 +118,50 @@ class RunConfig:
         return self.data.data_root or os.environ.get("MTPT_DATA_ROOT")
 
 
-def run_parser(prog: str = "mtpt train") -> ArgumentParser:
-    """The parser of a run config: one flag per field, help from the field docstrings."""
-    parser = ArgumentParser(prog=prog, exit_on_error=False, description=RunConfig.__doc__)
-    parser.add_argument("config", nargs="?", help="YAML run config (fields not given keep their defaults).")
-    parser.add_class_arguments(RunConfig, "run")
+_KEY = "cfg"  # the namespace every config dataclass is parsed under; users write --field, not --cfg.field
+
+
+def config_parser(cls: type, prog: str) -> ArgumentParser:
+    """A parser for a config dataclass: one flag per field, help from the field docstrings."""
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description=cls.__doc__)
+    parser.add_argument("config", nargs="?", help="YAML config file (fields not given keep their defaults).")
+    parser.add_class_arguments(cls, _KEY)
     return parser
 
 
-def parse_run_config(argv: list[str]) -> RunConfig:
-    """Parse ``[CONFIG.yaml] [--run.field value ...]`` (``--field`` is accepted for ``--run.field``)."""
-    parser = run_parser()
+def parse_config(cls: type, argv: list[str], prog: str, what: str = "run"):
+    """Parse ``[CONFIG.yaml] [--field value ...]`` into ``cls``: YAML first, then dotted command-line overrides."""
+    parser = config_parser(cls, prog)
     argv = [_prefixed(arg) for arg in argv]
     try:
         ns = parser.parse_args(argv)
         base = load_yaml(ns.config) if ns.config else {}
-        merged = parser.parse_object({"run": base}) if base else parser.get_defaults()
+        merged = parser.parse_object({_KEY: base}) if base else parser.get_defaults()
         ns = parser.parse_args(argv, namespace=merged)
-        return parser.instantiate(ns).run
+        return getattr(parser.instantiate(ns), _KEY)
     except MtptError:
         raise
     except Exception as err:  # jsonargparse reports bad keys and values with their path
-        raise MtptError(f"Invalid run configuration: {_unprefixed(str(err))}") from None
+        raise MtptError(f"Invalid {what} configuration: {_unprefixed(str(err))}") from None
+
+
+def run_parser(prog: str = "mtpt train") -> ArgumentParser:
+    """The parser of a run config."""
+    return config_parser(RunConfig, prog)
+
+
+def parse_run_config(argv: list[str]) -> RunConfig:
+    """Parse ``[CONFIG.yaml] [--field value ...]`` into a :class:`RunConfig`."""
+    return parse_config(RunConfig, argv, "mtpt train", "run")
 
 
 def _unprefixed(message: str) -> str:
-    return message.replace("--run.", "--").replace('"run.', '"')
+    return message.replace(f"--{_KEY}.", "--").replace(f'"{_KEY}.', '"')
 
 
 def _prefixed(arg: str) -> str:
-    if arg.startswith("--") and not arg.startswith("--run.") and arg not in ("--help", "-h", "--print_config"):
-        return "--run." + arg[2:]
+    if arg.startswith("--") and not arg.startswith(f"--{_KEY}.") and arg not in ("--help", "-h", "--print_config"):
+        return f"--{_KEY}." + arg[2:]
     return arg
 
 
@@ -200,12 +213,12 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from its plain form (e.g. a run folder's config.yaml)."""
     parser = run_parser()
     try:
-        return parser.instantiate(parser.parse_object({"run": data})).run
+        return getattr(parser.instantiate(parser.parse_object({_KEY: data})), _KEY)
     except Exception as err:
         raise MtptError(f"Invalid run configuration: {err}") from None
 
 
 __all__ = [
-    "DataConfig", "EvalConfig", "RunConfig", "TrainConfig", "asdict", "dump_yaml", "load_yaml", "method_config",
-    "parse_run_config", "run_config_from_dict", "to_plain",
+    "DataConfig", "EvalConfig", "RunConfig", "TrainConfig", "asdict", "config_parser", "dump_yaml", "load_yaml",
+    "method_config", "parse_config", "parse_run_config", "run_config_from_dict", "to_plain",
 ]

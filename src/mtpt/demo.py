@@ -24,10 +24,12 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
         backbone=args.backbone,
         tasks=["demo-sst2"],
         method={"name": "pt", "prompt_length": args.prompt_length, "init": "sample_vocab"},
-        data=DataConfig(max_input_tokens=128),
+        # Rank scoring never looks past the label word, so EOS is left out of the targets: it would dominate the
+        # early loss of a 32-example run without helping the scorer.
+        data=DataConfig(max_input_tokens=128, target_eos=False),
         train=TrainConfig(steps=args.steps, batch_size=8, lr=args.lr, warmup_steps=5, eval_every=args.eval_every,
                           log_every=5, precision=args.precision, seed=args.seed, resume=False),
-        eval=EvalConfig(batch_size=32, final_splits=["test"]),
+        eval=EvalConfig(batch_size=16, final_splits=["test"]),
         output_dir=args.output_dir,
     )
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from jsonargparse import ArgumentParser
 
-from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, load_yaml, to_plain
+from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, config_parser, parse_config, to_plain
 from mtpt.errors import MtptError
 from mtpt.library.access import kept_checkpoint
 from mtpt.library.format import MIXTURE, LibraryEntry, SourceLibrary, entry_folder
@@ -75,32 +75,12 @@ class StageOutcome:
 # --- parsing ----------------------------------------------------------------------------------------------------
 def source_parser(prog: str = "mtpt train-source") -> ArgumentParser:
     """The parser of a source-stage config: one flag per field, help from the field docstrings."""
-    parser = ArgumentParser(prog=prog, exit_on_error=False, description=SourceStageConfig.__doc__)
-    parser.add_argument("config", nargs="?", help="YAML source-stage config (missing fields keep their defaults).")
-    parser.add_class_arguments(SourceStageConfig, "stage")
-    return parser
+    return config_parser(SourceStageConfig, prog)
 
 
 def parse_source_config(argv: list[str]) -> SourceStageConfig:
     """Parse ``[CONFIG.yaml] [--field value ...]`` (dotted fields: ``--train.steps 50``)."""
-    parser = source_parser()
-    argv = [_prefixed(arg) for arg in argv]
-    try:
-        ns = parser.parse_args(argv)
-        base = load_yaml(ns.config) if ns.config else {}
-        merged = parser.parse_object({"stage": base}) if base else parser.get_defaults()
-        ns = parser.parse_args(argv, namespace=merged)
-        return parser.instantiate(ns).stage
-    except MtptError:
-        raise
-    except Exception as err:  # jsonargparse names the bad key and value
-        raise MtptError(f"Invalid source-stage configuration: {str(err).replace('stage.', '')}") from None
-
-
-def _prefixed(arg: str) -> str:
-    if arg.startswith("--") and not arg.startswith("--stage.") and arg not in ("--help", "-h", "--print_config"):
-        return "--stage." + arg[2:]
-    return arg
+    return parse_config(SourceStageConfig, argv, "mtpt train-source", "source-stage")
 
 
 # --- the stage --------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from mtpt.methods.contract import ExtraLosses, LossContext, ParamGroups, StepCal
 from mtpt.model import SoftPromptModel, task_loss
 from mtpt.runtime import RunParts, build_run
 from mtpt.training.checkpoint import environment_versions, load_method_state, load_trainer_state, save_checkpoint
-from mtpt.training.evaluate import EvalSet, evaluate_sets, load_eval_sets, mean_metric
+from mtpt.training.evaluate import evaluate_sets, load_eval_sets, mean_metric
 from mtpt.training.sampling import MixtureSampler, mixing_weights
 
 

@@ -1,8 +1,9 @@
 """Dynamic task vector grouping (DTVG, METHODS.md §6): the pure tensor part.
 
-Everything here is a function of tensors; the DTVG method module owns the parameters and calls
-:func:`select_group` (or :func:`choose_sources` for the ablations) on every training forward pass, then
-:func:`merge_prompt` to build the prompt that is fed to the backbone.
+Everything here is a function of tensors; the DTVG method module (:mod:`mtpt.methods.dtvg.module`) owns the
+parameters and, on every training forward pass, calls :meth:`GroupingRule.details` (= :func:`group_details`),
+derives the merged sources with :func:`ablation_group`, then builds the prompt fed to the backbone with
+:func:`merge_prompt`. :func:`select_group` and :func:`choose_sources` are the one-call forms.
 
 Shapes used throughout:
 
@@ -44,8 +45,10 @@ OBJECTIVES = ("kc_prefix", "ts_plus_kc")
 __all__ = [
     "Ablation",
     "GroupResult",
+    "GroupingRule",
     "OBJECTIVES",
     "SIMILARITY_KINDS",
+    "ablation_group",
     "choose_sources",
     "first_argmax",
     "group_details",
@@ -364,33 +367,90 @@ def choose_sources(
     Returns:
         Source indices. ``spot`` ranks by cosine of the **unscaled** vectors given (SPoT has no scales). The
         authors' SPoT compares full prompts ``P_init + T``, not task vectors: pass prompts to reproduce it.
-        Note also that the authors' SPoT then *initialises* the target from that source and runs plain PT;
-        merging the single source here is the in-DTVG reading of the baseline.
+        The authors' SPoT then *initialises* the target prompt from that source and runs plain PT (no merge,
+        no scales); the DTVG module does exactly that for ``ablation: spot`` (:mod:`mtpt.methods.dtvg.module`).
     """
     ablation = Ablation(ablation)
     _check_group_inputs(target_vector, source_vectors, target_scale, source_scales)
     num_sources = source_vectors.shape[0]
-    if ablation is Ablation.TARGET_ONLY:
-        return []
-    if ablation is Ablation.ALL_SOURCES:
-        return list(range(num_sources))
-    if ablation is Ablation.FIXED_GROUP:
-        if fixed_group is None:
-            raise ValueError(
-                "ablation 'fixed_group' needs fixed_group=...: compute it once with select_group() at the start "
-                "of stage II and pass the stored group on every call"
-            )
-        return _check_group_indices(fixed_group, num_sources)
     if ablation is Ablation.SPOT:
         if num_sources == 0:
             return []
         with torch.no_grad():
             cosine = similarity_matrix(target_vector.detach()[None], source_vectors.detach(), kind="cosine")[0]
         return [first_argmax(cosine)]
-    details = group_details(
-        target_vector, source_vectors, target_scale, source_scales, similarity, objective, threshold, lam
-    )
-    return details.ranked if ablation is Ablation.ONLY_POSITIVE else details.group
+    details = None
+    if ablation in _GROUPING_ABLATIONS:
+        details = group_details(
+            target_vector, source_vectors, target_scale, source_scales, similarity, objective, threshold, lam
+        )
+    return ablation_group(ablation, details, num_sources, fixed_group)
+
+
+_GROUPING_ABLATIONS = (Ablation.FULL, Ablation.ONLY_POSITIVE)
+"""The ablations whose group is read off :func:`group_details`."""
+
+
+def ablation_group(
+    ablation: Ablation | str,
+    details: GroupResult | None,
+    num_sources: int,
+    fixed_group: Sequence[int] | None = None,
+) -> list[int]:
+    """The merged sources under ``ablation``, given the grouping already computed for this step.
+
+    The DTVG module computes :func:`group_details` once per training step (it logs TS and KC whatever the
+    ablation) and derives the group from it here instead of grouping a second time. ``details`` is needed by
+    ``full`` and ``only_positive`` only; ``spot`` is refused, it is not a function of the DTVG grouping (see
+    :func:`choose_sources`).
+    """
+    ablation = Ablation(ablation)
+    if ablation is Ablation.SPOT:
+        raise ValueError("ablation 'spot' ranks by cosine of the unscaled vectors: use choose_sources()")
+    if ablation in _GROUPING_ABLATIONS:
+        if details is None:
+            raise ValueError(f"ablation {ablation.value!r} needs the step's group_details()")
+        return list(details.ranked if ablation is Ablation.ONLY_POSITIVE else details.group)
+    if ablation is Ablation.TARGET_ONLY:
+        return []
+    if ablation is Ablation.ALL_SOURCES:
+        return list(range(num_sources))
+    if fixed_group is None:
+        raise ValueError(
+            "ablation 'fixed_group' needs fixed_group=...: compute it once with select_group() at the start "
+            "of stage II and pass the stored group on every call"
+        )
+    return _check_group_indices(fixed_group, num_sources)
+
+
+@dataclass(frozen=True)
+class GroupingRule:
+    """The grouping settings of one DTVG run, checked once; :meth:`details` applies them.
+
+    Attributes mirror :func:`group_details`: ``similarity`` (``dot``/``cosine``), ``objective``
+    (``kc_prefix``/``ts_plus_kc``), ``threshold`` on TS and ``lam`` (weight of KC in ``ts_plus_kc``).
+    """
+
+    similarity: str = "dot"
+    objective: str = "kc_prefix"
+    threshold: float = 0.0
+    lam: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_settings(self.similarity, self.objective, self.threshold, self.lam)
+
+    def details(
+        self,
+        target_vector: Tensor,
+        source_vectors: Tensor,
+        target_scale: Tensor | None = None,
+        source_scales: Tensor | None = None,
+    ) -> GroupResult:
+        """:func:`group_details` with these settings."""
+        return group_details(
+            target_vector, source_vectors, target_scale, source_scales,
+            self.similarity, self.objective, self.threshold, self.lam,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mtpt.methods.contract import BuildContext, PromptBatch
+from mtpt.methods.contract import PromptBatch
 from mtpt.methods.registry import MethodSpec, register_method
 
 
