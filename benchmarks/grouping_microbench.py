@@ -113,7 +113,7 @@ def method_overhead(
             target, vectors, _, _ = _inputs(num_sources, L, d, seed, torch.float32)
             method = DynamicGrouping(torch.zeros(L, d), target, vectors, [f"s{i}" for i in range(num_sources)]).train()
 
-            def step():
+            def step(method=method):
                 method.zero_grad(set_to_none=True)
                 method.merged(method.decide()[0]).sum().backward()
 

@@ -1,0 +1,25 @@
+"""DTVG: dynamic task vector grouping (METHODS.md §6; docs/methods/dtvg.md).
+
+:mod:`~mtpt.methods.dtvg.grouping` holds the tensor maths, :mod:`~mtpt.methods.dtvg.module` the stage-II module,
+:mod:`~mtpt.methods.dtvg.stages` stage I and the builder; the ``plot-groups`` and ``recommend`` commands live in
+:mod:`~mtpt.methods.dtvg.commands`.
+"""
+
+from mtpt.methods.dtvg.commands import COMMANDS
+from mtpt.methods.dtvg.config import DtvgConfig
+from mtpt.methods.dtvg.module import DynamicGrouping
+from mtpt.methods.dtvg.stages import build
+from mtpt.methods.registry import MethodSpec, register_method
+
+register_method(
+    MethodSpec(
+        name="dtvg",
+        config_cls=DtvgConfig,
+        build=build,
+        summary="DTVG: target prompt + per-token scaled source task vectors, regrouped by target similarity and "
+        "knowledge consistency on every training step; fixed merged prompt for evaluation.",
+        cli_commands=dict(COMMANDS),
+    )
+)
+
+__all__ = ["DtvgConfig", "DynamicGrouping", "build"]

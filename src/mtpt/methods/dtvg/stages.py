@@ -1,0 +1,140 @@
+"""DTVG stage I (the target's task vector) and the builder of the stage-II module.
+
+Stage I for the sources is the source-prompt library (``mtpt train-source``: one shared ``P_init``, the best
+validation checkpoint per source). For the target it is ``method.target_prompt`` when given, otherwise a PT run
+on the target from the library's ``P_init`` into ``<output_dir>/stage1/`` through the ordinary trainer: its best
+validation checkpoint is kept, and a finished stage-I run is reused when the run resumes or is rebuilt (``mtpt
+evaluate``/``export``). Delete that folder to redo it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import Tensor
+
+from mtpt.errors import MtptError
+from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, select_sources
+from mtpt.library.format import INIT_FILE, SourceLibrary
+from mtpt.methods.contract import BuildContext
+from mtpt.methods.dtvg.config import DtvgConfig
+from mtpt.methods.dtvg.grouping import Ablation, GroupingRule, choose_sources, similarity_matrix
+from mtpt.methods.dtvg.module import DynamicGrouping
+
+STAGE1_DIR = "stage1"
+"""Sub-folder of the run folder holding the target's stage-I PT run."""
+
+__all__ = ["STAGE1_DIR", "build", "ensure_target_run", "grouping_rule", "spot_choice", "target_run_config"]
+
+
+def build(config: DtvgConfig, ctx: BuildContext) -> DynamicGrouping:
+    """Stage II for the run's single target task, from the library and the target's stage-I prompt."""
+    if len(ctx.task_names) != 1:
+        raise MtptError(f"DTVG trains one target task; this run has {len(ctx.task_names)}: {ctx.task_names}.")
+    rule = grouping_rule(config)
+    _check_numbers(config)
+    library = open_for_run(config.source_library, ctx)
+    sources = select_sources(library, config.sources, ctx.task_names)
+    p_init = library.init_prompt()
+    vectors = library.task_vectors(sources, config.source_seed)
+    target, origin = target_prompt(config, library, ctx)
+    record: dict[str, Any] = {
+        "library": str(library.root), "stage1": origin,
+        "source_entries": {task: library.entry(task, config.source_seed).seed for task in sources},
+    }
+    ablation, fixed = Ablation(config.ablation), None
+    if ablation is Ablation.SPOT:
+        record["spot"] = spot_choice(target, library.prompts(sources, config.source_seed), sources)
+        target = library.prompt(record["spot"]["source"], config.source_seed)
+    elif ablation is Ablation.FIXED_GROUP:
+        # "At the start": the stage-I target vector with every scale at its initial value 1.
+        fixed = rule.details(target - p_init, vectors).group
+    lrs = {"target_prompt": config.lr_target_prompt, "target_scale": config.lr_target_scale,
+           "source_scales": config.lr_source_scales}
+    return DynamicGrouping(p_init, target, vectors, sources, rule=rule, ablation=ablation, fixed_group=fixed,
+                           eval_group=config.eval_group, lrs=lrs, record=record)
+
+
+def grouping_rule(config: DtvgConfig) -> GroupingRule:
+    try:
+        return GroupingRule(config.similarity, config.objective, float(config.threshold), float(config.lam))
+    except ValueError as err:
+        raise MtptError(f"Invalid DTVG grouping options: {err}.") from None
+
+
+def _check_numbers(config: DtvgConfig) -> None:
+    if config.stage1_steps is not None and config.stage1_steps < 1:
+        raise MtptError(f"stage1_steps must be at least 1 (or null), got {config.stage1_steps}.")
+    for name in ("stage1_lr", "lr_target_prompt", "lr_target_scale", "lr_source_scales"):
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise MtptError(f"{name} must be positive (or null for the run's train.lr), got {value}.")
+
+
+def spot_choice(target: Tensor, source_prompts: Tensor, names: Sequence[str]) -> dict[str, Any]:
+    """The authors' SPoT ablation: the source whose **prompt** is most cosine-similar (token-averaged) to the
+    stage-I target prompt; ties to the first source."""
+    index = choose_sources(Ablation.SPOT, target, source_prompts)[0]
+    cosine = similarity_matrix(target.unsqueeze(0), source_prompts, kind="cosine")[0]
+    return {"source": names[index], "similarity": "cosine", "compare": "prompts",
+            "similarities": dict(zip(names, cosine.tolist()))}
+
+
+# --- stage I ------------------------------------------------------------------------------------------------------
+def target_prompt(config: DtvgConfig, library: SourceLibrary, ctx: BuildContext) -> tuple[Tensor, str]:
+    """The target's stage-I prompt ``[L, d]`` and where it came from."""
+    if config.target_prompt:
+        prompt, origin = read_prompt(config.target_prompt, ctx.extras.get("backbone")), config.target_prompt
+    else:
+        run_config = ctx.extras.get("run_config")
+        if run_config is None:
+            raise MtptError("DTVG outside a training run needs method.target_prompt (a prompt file or run folder).")
+        run_dir = Path(ctx.extras.get("output_dir") or run_config.output_dir) / STAGE1_DIR
+        short = target_run_config(run_config, library, config.stage1_steps or run_config.train.steps,
+                                  config.stage1_lr or run_config.train.lr, run_dir)
+        ensure_target_run(short, _backbone(ctx, run_config.backbone))
+        prompt, origin = finished_run_prompt(run_dir), str(run_dir)
+    if tuple(prompt.shape) != (library.prompt_length, library.hidden_size):
+        raise MtptError(f"The stage-I target prompt {origin} has shape {tuple(prompt.shape)}; the library's prompts "
+                        f"are ({library.prompt_length}, {library.hidden_size}).")
+    return prompt.float(), origin
+
+
+def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: Path):
+    """A PT run on ``base``'s tasks from the library's ``P_init``, evaluated on validation so that its best
+    checkpoint can be kept (no final evaluation: only the prompt is wanted)."""
+    from mtpt.config import RunConfig
+
+    if steps < 1:
+        raise MtptError(f"The stage-I run needs at least 1 step, got {steps}.")
+    method = {"name": "pt", "prompt_length": library.prompt_length, "init": "from_file",
+              "init_path": str((library.root / INIT_FILE).resolve())}
+    train = replace(base.train, steps=steps, lr=lr, warmup_steps=min(base.train.warmup_steps, steps // 10),
+                    eval_every=min(base.train.eval_every, steps), early_stopping_patience=None)
+    return RunConfig(backbone=base.backbone, tasks=list(base.tasks), method=method, data=replace(base.data),
+                     train=train, eval=replace(base.eval, final_splits=[]), output_dir=str(run_dir))
+
+
+def ensure_target_run(run_config, backbone) -> Path:
+    """Train the stage-I run unless it has finished already (an interrupted one resumes from its last checkpoint)."""
+    from mtpt.training.loop import train
+
+    run_dir = Path(run_config.output_dir)
+    if not (run_dir / "results.json").exists():
+        train(run_config, backbone=backbone)
+    return run_dir
+
+
+def _backbone(ctx: BuildContext, name: str):
+    # build_run hands the loaded backbone over; reloading it only happens for builders called by hand.
+    backbone = ctx.extras.get("backbone")
+    if backbone is not None:
+        return backbone
+    from mtpt.backbones import load_backbone
+
+    backbone = load_backbone(name)
+    if ctx.weights_hash and backbone.weights_hash != ctx.weights_hash:
+        raise MtptError(f"Reloading backbone {name!r} gave other weights than the run's; pass method.target_prompt.")
+    return backbone
