@@ -172,3 +172,10 @@ def test_a_user_task_spec_trains_and_evaluates_through_the_cli(tmp_path, capsys,
     assert results["final"]["validation"]  # every spec has validation data (given or carved from train)
     assert cli_main(["evaluate", str(out), "--splits", "validation"]) == 0
     assert "score" in capsys.readouterr().out
+
+
+def test_early_stopping_stops_after_patience_evaluations(tmp_path):
+    cfg = toy_config(tmp_path, steps=40, lr=0.0, eval_every=2, early_stopping_patience=2)
+    result = train(cfg)  # lr 0: the metric never improves after the first evaluation
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("split") == "validation"]
+    assert steps == [2, 4, 6] and result.best_step == 2

@@ -1,0 +1,46 @@
+"""Scorers: rank (sum / mean, single-token fast path = pair path) and generate (exact match, invalid rate)."""
+
+from __future__ import annotations
+
+import torch
+
+from helpers import pt_model
+from mtpt.evaluation import RankNormalization, _rank_pairs, generate_answers, normalize_answer, rank_choices
+from mtpt.tasks import Example
+
+
+def examples(choices):
+    return [Example(f"question {i}:", choices[i % len(choices)], tuple(choices), i % len(choices), i % len(choices))
+            for i in range(5)]
+
+
+def test_single_token_fast_path_agrees_with_pair_scoring():
+    model, tok = pt_model("llama")
+    exs = examples(["a", "b", "c"])  # one byte-level token each
+    fast = rank_choices(model, tok, exs, [0] * 5).values
+    choice_ids = [[tok.target_ids(c, eos=False) for c in ex.choices] for ex in exs]
+    slow = _rank_pairs(model, tok, exs, [0] * 5, choice_ids, 4, RankNormalization.SUM, "cpu")
+    assert fast == slow
+
+
+def test_sum_favours_short_answers_and_mean_scores_per_token():
+    model, tok = pt_model("llama")
+    exs = examples([" x", " a much longer answer"])
+    total = rank_choices(model, tok, exs, [0] * 5, normalization=RankNormalization.SUM).values
+    mean = rank_choices(model, tok, exs, [0] * 5, normalization=RankNormalization.MEAN).values
+    assert total == [0] * 5  # a long answer's summed log-probability is far lower
+    choice_ids = [[tok.target_ids(c, eos=False) for c in ex.choices] for ex in exs]
+    assert _rank_pairs(model, tok, exs, [0] * 5, choice_ids, 4, RankNormalization.MEAN, "cpu") == mean
+
+
+def test_generate_reports_invalid_outputs():
+    model, tok = pt_model("llama")
+    with torch.no_grad():
+        preds = generate_answers(model, tok, examples([" yes", " no"]), [0] * 5, max_new_tokens=2)
+    assert len(preds.values) == 5
+    assert preds.invalid == sum(v == -1 for v in preds.values)
+
+
+def test_normalize_answer():
+    assert normalize_answer("The  Cat!") == "cat"
+    assert normalize_answer("是的。") == "是的"
