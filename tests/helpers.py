@@ -75,7 +75,7 @@ def two_process_toy_run(run_dir: str) -> None:
     """A 4-step toy PT run (the body of the two-process test; must be importable for ``spawn``)."""
     from pathlib import Path
 
-    from test_training import toy_config  # noqa: the tests folder is on sys.path under pytest
+    from test_training import toy_config  # the tests folder is on sys.path under pytest
 
     from mtpt.training.loop import train
 

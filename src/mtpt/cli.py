@@ -122,7 +122,7 @@ def _print_results(results: dict) -> None:
             print(f"{split:>10}  {task:<20} {shown}")
 
 
-COMMAND_MODULES = ("mtpt.library.commands",)
+COMMAND_MODULES = ("mtpt.library.commands", "mtpt.bench.commands")
 """Modules beyond the methods that contribute commands: each exposes ``COMMANDS = {name: (help, fn)}``."""
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of mtpt's methods: speed (:mod:`mtpt.bench.speed`) and quality (:mod:`mtpt.bench.quality`)."""

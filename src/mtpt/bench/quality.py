@@ -1,0 +1,389 @@
+"""``mtpt bench quality CONFIG``: every method on every target task and seed, under one shared protocol.
+
+Layout of the output folder::
+
+    <out>/library/                              the source library (``train_sources``, run once, reused)
+    <out>/source-stages/<method>/               a multi-task source-stage run a method's target stage needs
+                                                (MPT, TA-LoRA), run once on the library sources, reused
+    <out>/cells/<method>/<target>/seed-<s>/     one ordinary training run folder per cell
+    <out>/results.{csv,json,md,png}             the table: per task x method, mean ± std over seeds
+
+A cell whose ``results.json`` exists is finished and skipped, so an interrupted benchmark is resumed by running
+the same command again (an unfinished cell resumes from its last checkpoint through the trainer). Every method
+shares steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps.
+
+Method sections may use ``{library}`` and ``{source_run}`` in string options; ``source_library`` is filled in
+when left empty. A section's ``source_stage`` (method options) is trained once into ``source-stages/`` and
+becomes its ``source_run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_config
+from mtpt.errors import MtptError
+
+CELLS = "cells"
+
+
+@dataclass
+class LibrarySection:
+    """The source stage shared by every method (a library of single-task prompts from one P_init)."""
+
+    sources: list[str] = field(default_factory=lambda: ["demo-sst2"])
+    """Source tasks; each gets one prompt per seed."""
+    steps: int = 500
+    """Prompt-tuning steps per source (and of the methods' source-stage runs)."""
+    seeds: list[int] = field(default_factory=lambda: [42])
+    """Seeds of the source prompts."""
+    lr: float | None = None
+    """Learning rate of the source stage; null = train.lr."""
+    max_train_examples: int | None = 20000
+    """Cap on each source's training set (the sources are large: a seeded sample of this size)."""
+    mixture: bool = True
+    """Also tune the mixture-of-sources prompt (generic SPoT, TA-LoRA's theta0 from library_mixture)."""
+    path: str = ""
+    """Library folder; empty = <out>/library."""
+
+
+@dataclass
+class QualityConfig:
+    """A quality benchmark: a source library, target tasks, seeds and the methods to compare."""
+
+    backbone: str = "smollm2-135m"
+    """Backbone of every run (tiny-llama for smoke runs)."""
+    out: str = "runs/bench/quality"
+    """Output folder (library, cells, results)."""
+    library: LibrarySection = field(default_factory=LibrarySection)
+    targets: list[str] = field(default_factory=lambda: ["demo-sst2"])
+    """Target tasks; every method trains one run per target and seed."""
+    kshot: int | None = 16
+    """k examples per class for the target runs (null = full data)."""
+    seeds: list[int] = field(default_factory=lambda: [13, 21, 42])
+    """Seeds: the k-shot split seed and the training seed of each cell."""
+    steps: int = 100
+    """Optimizer steps of every target run."""
+    prompt_length: int = 20
+    """Prompt length of the library and of every method whose own default is a number (PT)."""
+    methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {"pt": {"name": "pt"}})
+    """Method sections by row label: {label: {name: <method>, ...options, source_stage: {...}}}."""
+    report_split: str = "test"
+    """Split whose scores go into the results table."""
+    data: DataConfig = field(default_factory=lambda: DataConfig(max_eval_examples=500))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --- configuration ---------------------------------------------------------------------------------------------
+def parse_quality_args(argv: list[str]) -> tuple[QualityConfig, argparse.Namespace]:
+    """``CONFIG [--methods ...] [--targets ...] [--seeds ...] [--field value ...]``: the three selectors pick
+    a subset of the config's cells; every other flag overrides a config field."""
+    selector = argparse.ArgumentParser(add_help=False)
+    selector.add_argument("--methods", nargs="+", default=None)
+    selector.add_argument("--targets", nargs="+", default=None)
+    selector.add_argument("--seeds", nargs="+", type=int, default=None)
+    picked, rest = selector.parse_known_args(argv)
+    config = parse_config(QualityConfig, rest, "mtpt bench quality", "bench")
+    unknown = sorted(set(picked.methods or []) - set(config.methods))
+    if unknown:
+        raise MtptError(f"--methods {' '.join(unknown)}: not in the config's methods ({', '.join(config.methods)}).")
+    return config, picked
+
+
+def library_path(config: QualityConfig) -> Path:
+    return Path(config.library.path or Path(config.out) / "library")
+
+
+def cell_dir(config: QualityConfig, method: str, target: str, seed: int) -> Path:
+    return Path(config.out) / CELLS / method / target / f"seed-{seed}"
+
+
+def fill_options(options: dict[str, Any], library: str, source_run: str = "") -> dict[str, Any]:
+    """Replace ``{library}``/``{source_run}`` placeholders and fill an empty ``source_library``."""
+    from mtpt.methods.registry import get_method
+
+    def fill(value):
+        if isinstance(value, str):
+            return value.replace("{library}", library).replace("{source_run}", source_run)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    filled = {k: fill(v) for k, v in options.items() if k != "source_stage"}
+    names = {f.name for f in fields(get_method(str(filled["name"])).config_cls)}
+    if "source_library" in names and not filled.get("source_library"):
+        filled["source_library"] = library
+    if "source_run" in names and source_run and not filled.get("source_run"):
+        filled["source_run"] = source_run
+    return filled
+
+
+def _own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
+    """Give the shared prompt length to methods whose own default is a number (PT); the others take theirs from
+    the library or their source run, which were built with the same length."""
+    from mtpt.methods.registry import get_method
+
+    defaults = {f.name: f.default for f in fields(get_method(str(options["name"])).config_cls)}
+    if isinstance(defaults.get("prompt_length"), int) and "prompt_length" not in options:
+        return {**options, "prompt_length": length}
+    return options
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+class Bench:
+    """Runs the cells of one :class:`QualityConfig`, loading the backbone only when something must train."""
+
+    def __init__(self, config: QualityConfig, backbone=None):
+        self.config = config
+        self._backbone = backbone
+        self.log: list[dict[str, Any]] = []
+
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            from mtpt.backbones import load_backbone
+
+            self._backbone = load_backbone(self.config.backbone)
+        return self._backbone
+
+    def ensure_library(self) -> str:
+        """Train missing source prompts (finished entries are skipped by ``train_sources``)."""
+        from mtpt.library.format import SourceLibrary
+        from mtpt.library.source_stage import SourceStageConfig, train_sources
+
+        cfg, lib = self.config, self.config.library
+        path = library_path(cfg)
+        if _library_complete(path, lib):
+            return str(path)
+        stage = SourceStageConfig(
+            backbone=cfg.backbone, sources=list(lib.sources), library=str(path), seeds=list(lib.seeds),
+            prompt_length=cfg.prompt_length, mixture=lib.mixture,
+            data=replace(cfg.data, kshot=None, max_train_examples=lib.max_train_examples),
+            train=replace(cfg.train, steps=lib.steps, lr=lib.lr or cfg.train.lr,
+                          eval_every=min(cfg.train.eval_every, lib.steps)),
+            eval=replace(cfg.eval, final_splits=["validation"]),
+        )
+        train_sources(stage, self.backbone)
+        SourceLibrary.open(path)  # fails loudly if the stage left no library
+        return str(path)
+
+    def ensure_source_stage(self, label: str, options: dict[str, Any], library: str) -> str:
+        """The multi-task source-stage run of a method section (trained once, on the library sources)."""
+        cfg = self.config
+        run_dir = Path(cfg.out) / "source-stages" / label
+        if not (run_dir / "results.json").exists():
+            method = _own_prompt_length(fill_options(options["source_stage"], library), cfg.prompt_length)
+            run = RunConfig(backbone=cfg.backbone, tasks=list(cfg.library.sources), method=method,
+                            data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
+                            train=replace(cfg.train, steps=cfg.library.steps,
+                                          eval_every=min(cfg.train.eval_every, cfg.library.steps)),
+                            eval=replace(cfg.eval, final_splits=["validation"]), output_dir=str(run_dir))
+            self._run(run, count_params=False)
+        return str(run_dir)
+
+    def cell_config(self, method: dict[str, Any], target: str, seed: int, out: Path) -> RunConfig:
+        cfg = self.config
+        return RunConfig(
+            backbone=cfg.backbone, tasks=[target], method=method,
+            data=replace(cfg.data, kshot=cfg.kshot, kshot_seed=seed),
+            train=replace(cfg.train, steps=cfg.steps, seed=seed, eval_every=min(cfg.train.eval_every, cfg.steps)),
+            eval=replace(cfg.eval, final_splits=sorted(set(cfg.eval.final_splits) | {cfg.report_split})),
+            output_dir=str(out),
+        )
+
+    def run(self, methods=None, targets=None, seeds=None) -> list[dict[str, Any]]:
+        """Every selected cell: skipped when finished, else trained; returns one status row per cell."""
+        cfg = self.config
+        library = self.ensure_library()
+        for label in methods or list(cfg.methods):
+            options = cfg.methods[label]
+            source_run = self.ensure_source_stage(label, options, library) if "source_stage" in options else ""
+            method = _own_prompt_length(fill_options(options, library, source_run), cfg.prompt_length)
+            for target in targets or cfg.targets:
+                for seed in seeds or cfg.seeds:
+                    out = cell_dir(cfg, label, target, seed)
+                    if (out / "results.json").exists():
+                        self.log.append({"method": label, "target": target, "seed": seed, "status": "skipped"})
+                        continue
+                    status = self._run(self.cell_config(method, target, seed, out))
+                    self.log.append({"method": label, "target": target, "seed": seed, "status": status})
+        return self.log
+
+    def _run(self, run: RunConfig, count_params: bool = True) -> str:
+        """Train a run (or, for a method with nothing to train, only evaluate it) and record its parameters."""
+        from mtpt.params import parameter_report
+        from mtpt.runtime import build_run
+        from mtpt.training.loop import Trainer
+
+        parts = build_run(run, self.backbone)
+        try:
+            if count_params:
+                Path(run.output_dir).mkdir(parents=True, exist_ok=True)
+                (Path(run.output_dir) / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
+            if any(p.requires_grad for p in parts.model.method.parameters()):
+                Trainer(parts).fit()
+                return "trained"
+            _evaluate_only(parts)
+            return "evaluated"
+        finally:
+            parts.model.detach_method()
+
+
+def _library_complete(path: Path, lib: LibrarySection) -> bool:
+    from mtpt.library.format import MIXTURE, SourceLibrary
+
+    if not (path / "manifest.json").exists():
+        return False
+    library = SourceLibrary.open(path)
+    tasks = list(lib.sources) + ([MIXTURE] if lib.mixture else [])
+    return all(library.has(task, seed) for task in tasks for seed in lib.seeds)
+
+
+def _evaluate_only(parts) -> None:
+    """A method without parameters (zero-shot): evaluate the final splits and write the trainer's results.json."""
+    import torch
+    from accelerate import Accelerator
+
+    from mtpt.training.evaluate import evaluate_sets, load_eval_sets
+
+    acc = Accelerator(mixed_precision=parts.config.train.precision, cpu=not torch.cuda.is_available())
+    final = {split: evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc)
+             for split in parts.config.eval.final_splits}
+    out = Path(parts.config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"best_step": 0, "best_metric": None, "final": final}, indent=1))
+
+
+# --- results ---------------------------------------------------------------------------------------------------
+def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> list[dict[str, Any]]:
+    """One row per (method, target) with finished cells: per-seed scores, mean ± std, trainable parameters."""
+    from mtpt.tasks.kshot import mean_std
+
+    rows = []
+    for label in methods or list(config.methods):
+        for target in targets or config.targets:
+            scores, params = {}, None
+            for seed in seeds or config.seeds:
+                folder = cell_dir(config, label, target, seed)
+                score = _cell_score(folder, config.report_split, target)
+                if score is not None:
+                    scores[seed] = score
+                if params is None and (folder / "params.json").exists():
+                    params = json.loads((folder / "params.json").read_text())
+            if not scores:
+                continue
+            mean, std = mean_std(scores.values())
+            rows.append({"method": label, "name": config.methods[label]["name"], "task": target, "mean": mean,
+                         "std": std, "seeds": len(scores), "scores": scores,
+                         "trainable": params and params["trainable"], "per_task": params and params["per_task"],
+                         "shared": params and params["shared"]})
+    return rows
+
+
+def _cell_score(folder: Path, split: str, task: str) -> float | None:
+    results = folder / "results.json"
+    if not results.exists():
+        return None
+    metrics = json.loads(results.read_text()).get("final", {}).get(split, {}).get(task)
+    return None if not metrics else float(metrics["score"])
+
+
+def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str, Path]:
+    """results.csv, results.json, results.md and results.png in the output folder."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out / f"results.{ext}" for ext in ("csv", "json", "md", "png")}
+    columns = ["method", "name", "task", "mean", "std", "seeds", "trainable", "per_task", "shared"]
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["json"].write_text(json.dumps({"split": config.report_split, "backbone": config.backbone,
+                                         "kshot": config.kshot, "steps": config.steps, "rows": rows}, indent=1))
+    paths["md"].write_text(render(config, rows))
+    plot(rows, paths["png"], f"{config.backbone}, {config.kshot}-shot, {config.report_split}")
+    return paths
+
+
+def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per method, one column per task (mean ± std over seeds), trainable parameters per task."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    by_key = {(r["method"], r["task"]): r for r in rows}
+    lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
+             f"split {config.report_split}", "",
+             "| method | " + " | ".join(tasks) + " | mean | trainable / task |",
+             "|---" * (len(tasks) + 3) + "|"]
+    for label in labels:
+        cells, means = [], []
+        for task in tasks:
+            r = by_key.get((label, task))
+            cells.append("-" if r is None else f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['seeds']})")
+            if r is not None:
+                means.append(r["mean"])
+        params = next((by_key[(label, t)]["trainable"] for t in tasks if (label, t) in by_key), None)
+        average = f"{sum(means) / len(means):.1f}" if len(means) == len(tasks) else "-"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {average} | {'-' if params is None else f'{params:,}'} |")
+    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds; trainable: "
+              "parameters trained in the target run (mtpt.params)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Grouped bars: tasks on the x axis, one bar per method, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows)) or ["(no finished cells)"]
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    by_key = {(r["method"], r["task"]): r for r in rows}
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(labels)) / 3), 4))
+    for i, label in enumerate(labels):
+        xs = [t + (i - (len(labels) - 1) / 2) * width for t in range(len(tasks))]
+        found = [by_key.get((label, task)) for task in tasks]
+        ax.bar(xs, [r["mean"] if r else 0 for r in found], width, yerr=[r["std"] if r else 0 for r in found],
+               label=label, capsize=2)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    if labels:
+        ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_quality(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        from mtpt.config import config_parser
+
+        print(__doc__)
+        print("Selectors: --methods LABEL ..., --targets TASK ..., --seeds N ... (a subset of the config's cells).")
+        config_parser(QualityConfig, "mtpt bench quality").print_help()
+        return 0
+    config, picked = parse_quality_args(argv)
+    bench = Bench(config)
+    for row in bench.run(picked.methods, picked.targets, picked.seeds):
+        print(f"  {row['method']:<20} {row['target']:<20} seed {row['seed']:<5} {row['status']}")
+    # The table covers every finished cell of the config (and of the selection), so that running a subset
+    # does not drop earlier results from it.
+    rows = collect(config, None, _union(config.targets, picked.targets), _union(config.seeds, picked.seeds))
+    paths = write_results(config, rows)
+    print(render(config, rows))
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _union(base: list, extra: list | None) -> list:
+    return list(dict.fromkeys(list(base) + list(extra or [])))

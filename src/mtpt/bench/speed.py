@@ -1,0 +1,309 @@
+"""``mtpt bench speed``: training-step time and autograd memory of each method against the bare frozen backbone
+(the physical limit of a prompt method) and against PEFT, plus DTVG's grouping cost and mixed-task inference.
+
+Method, bare and PEFT steps are interleaved in one process (method, bare, PEFT, method, bare, PEFT, ...) so that
+a shared, noisy machine slows them alike; medians are reported. Methods that read a source library get a
+synthetic one (:mod:`mtpt.bench.synthetic`) through their normal builders. Stages: MPT and TA-LoRA are measured
+in their source stage (multi-task, every row's task cycling) with MPT's distillation off — the per-step prompt
+computation of their target stage is the same with fewer trainable tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtpt.bench.arms import Arm, BareArm, MethodArm, PeftArm, timed
+from mtpt.bench.synthetic import (
+    TARGET_FILE,
+    random_vectors,
+    synthetic_library,
+    token_batch,
+)
+
+ALL_METHODS = ("pt", "spot", "tpv", "attempt", "mpt", "dtvg", "ta_lora", "ta_lora_additive")
+MULTI_TASK = {"mpt", "ta_lora", "ta_lora_additive"}
+"""Methods with per-task prompt parameters: trained on rows of several tasks, and timed on mixed-task inference."""
+PEFT_KIND = {"pt": "pt", "spot": "pt", "tpv": "pt", "dtvg": "pt", "ta_lora": "pt", "ta_lora_additive": "pt",
+             "mpt": "mpt"}
+"""The PEFT counterpart of each method (ATTEMPT has none in PEFT)."""
+BARE_TARGET = {"pt": 1.05, "spot": 1.05, "tpv": 1.05, "dtvg": 1.05}
+BARE_TARGET_DEFAULT = 1.15  # ATTEMPT, MPT, TA-LoRA: per-example prompt computation
+PEFT_TARGET = 1.0
+GROUPING_TARGET = 0.02
+MIXED_TARGET = 0.95
+GROUPING_SOURCES = (6, 26)
+
+
+@dataclass
+class SpeedSettings:
+    backbone: str = "smollm2-135m"
+    batch: int = 8
+    text_tokens: int = 64
+    prompt_length: int = 20
+    repeats: int = 5
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    tasks: int = 4
+    precision: str = "no"
+    threads: int | None = None
+    out: str = "runs/bench/speed"
+
+
+def method_options(name: str, library: str, length: int) -> dict[str, Any]:
+    """The method section the benchmark builds ``name`` from."""
+    options: dict[str, dict[str, Any]] = {
+        "pt": {"name": "pt", "prompt_length": length},
+        "spot": {"name": "spot", "source_library": library, "mode": "fixed", "source": "src-0"},
+        "tpv": {"name": "tpv", "source_library": library, "mode": "init"},
+        "attempt": {"name": "attempt", "source_library": library},
+        "mpt": {"name": "mpt", "stage": "source", "source_library": library, "distill": False},
+        "dtvg": {"name": "dtvg", "source_library": library, "target_prompt": str(Path(library) / TARGET_FILE)},
+        "ta_lora": {"name": "ta_lora", "stage": "source", "injection": "gated_attention",
+                    "theta0_init": "sample_vocab", "prompt_length": length},
+        "ta_lora_additive": {"name": "ta_lora", "stage": "source", "injection": "additive",
+                             "theta0_init": "sample_vocab", "prompt_length": length},
+    }
+    if name not in options:
+        raise ValueError(f"unknown method {name!r} for bench speed; choose from {', '.join(ALL_METHODS)}")
+    return options[name]
+
+
+def build_method_arm(name: str, backbone, settings: SpeedSettings, library: str, workdir: Path) -> MethodArm:
+    from mtpt.config import method_config
+    from mtpt.model import SoftPromptModel
+    from mtpt.runtime import build_context
+
+    tasks = settings.tasks if name in MULTI_TASK else 1
+    spec, options = method_config(method_options(name, library, settings.prompt_length))
+    ctx = build_context(backbone, [f"bench-task-{i}" for i in range(tasks)], 0,
+                        {"backbone": backbone, "output_dir": str(workdir / name)})
+    torch.manual_seed(0)
+    model = SoftPromptModel(backbone, spec.build(options, ctx))
+    batch = token_batch(backbone, settings.batch, settings.text_tokens, tasks)
+    return MethodArm(name, model, backbone, batch, settings.precision)
+
+
+def interleave(arms: list[Arm], repeats: int) -> dict[str, list[float]]:
+    """Per arm, ``repeats`` step times in ms, measured round-robin after one untimed warm-up step each."""
+    times: dict[str, list[float]] = {arm.name: [] for arm in arms}
+    for round_index in range(repeats + 1):
+        for arm in arms:
+            arm.enter()
+            try:
+                ms = timed(arm.step)
+            finally:
+                arm.exit()
+            if round_index:  # round 0 warms caches and allocators
+                times[arm.name].append(ms)
+    return times
+
+
+def measure_method(name: str, backbone, settings: SpeedSettings, library: str, workdir: Path,
+                   peft_arms: dict[str, PeftArm]) -> dict[str, Any]:
+    """One method's row: interleaved medians and ratios, memory, and mixed-task inference where it applies."""
+    arm = build_method_arm(name, backbone, settings, library, workdir)
+    bare = BareArm(backbone, arm.batch, settings.precision, arm_prompt_length(arm))
+    peft = _peft_arm(name, backbone, arm, settings, peft_arms)
+    arms = [a for a in (arm, bare, peft) if a is not None]
+    times = interleave(arms, settings.repeats)
+    row: dict[str, Any] = {"method": name, "prompt_length": arm_prompt_length(arm),
+                           "tasks": int(arm.batch.task_ids.max()) + 1}
+    for a in arms:
+        role = "method" if a is arm else ("bare" if a is bare else "peft")
+        row[f"{role}_ms"] = statistics.median(times[a.name])
+        row[f"{role}_times_ms"] = times[a.name]
+        row[f"{role}_memory"] = _memory(a)
+    row["vs_bare"] = row["method_ms"] / row["bare_ms"]
+    row["bare_target"] = BARE_TARGET.get(name, BARE_TARGET_DEFAULT)
+    row["peft"] = peft.name if peft is not None else None
+    row["vs_peft"] = row["method_ms"] / row["peft_ms"] if peft is not None else None
+    if name in MULTI_TASK:
+        row["inference"] = mixed_inference(arm, settings.repeats)
+    return row
+
+
+def arm_prompt_length(arm: MethodArm) -> int:
+    """The prompt length the method really produces (library methods take the library's)."""
+    from mtpt.methods.contract import PromptBatch
+
+    with torch.no_grad():
+        text = arm.model.embed(arm.batch.input_ids[:1])
+        return int(arm.method(PromptBatch(text, arm.batch.input_mask[:1], arm.batch.task_ids[:1])).shape[1])
+
+
+def _peft_arm(name, backbone, arm: MethodArm, settings: SpeedSettings, cache: dict[str, PeftArm]) -> PeftArm | None:
+    kind = PEFT_KIND.get(name)
+    if kind is None:
+        return None
+    tasks = int(arm.batch.task_ids.max()) + 1
+    key = f"{kind}-{tasks}-{arm_prompt_length(arm)}"
+    if key not in cache:  # one PEFT model per shape, reused by every method it is compared with
+        cache[key] = PeftArm(kind, backbone, arm.batch, settings.precision, arm_prompt_length(arm), tasks)
+    return cache[key]
+
+
+def _memory(arm: Arm) -> dict[str, int]:
+    arm.enter()
+    try:
+        return arm.memory_bytes()
+    finally:
+        arm.exit()
+
+
+def mixed_inference(arm: MethodArm, repeats: int) -> dict[str, Any]:
+    """Rows per second of one evaluation forward with every row on task 0 vs rows cycling over the tasks."""
+    single = torch.zeros_like(arm.batch.task_ids)
+    mixed = arm.batch.task_ids
+    times: dict[str, list[float]] = {"single": [], "mixed": []}
+    arm.enter()
+    try:
+        for round_index in range(repeats + 1):
+            for label, ids in (("single", single), ("mixed", mixed)):
+                ms = timed(lambda ids=ids: arm.infer(ids))
+                if round_index:
+                    times[label].append(ms)
+    finally:
+        arm.exit()
+    rows = len(arm.batch)
+    single_rps = rows / (statistics.median(times["single"]) / 1e3)
+    mixed_rps = rows / (statistics.median(times["mixed"]) / 1e3)
+    return {"single_rows_per_s": single_rps, "mixed_rows_per_s": mixed_rps, "ratio": mixed_rps / single_rps,
+            "target": MIXED_TARGET, "times_ms": times}
+
+
+def grouping_cost(length: int, dim: int, repeats: int, step_ms: float | None) -> dict[str, Any]:
+    """Median ms of one DTVG ``select_group`` call at 6 and 26 sources, and its share of a DTVG step."""
+    from mtpt.methods.dtvg.grouping import select_group
+
+    results = {}
+    for sources in GROUPING_SOURCES:
+        target, vectors = random_vectors(sources, length, dim)
+        scales = (torch.ones(length, requires_grad=True), torch.ones(sources, length, requires_grad=True))
+        select_group(target, vectors, *scales)  # warm-up
+        call = partial(select_group, target, vectors, *scales)
+        times = [timed(call) for _ in range(max(repeats, 20))]
+        median = statistics.median(times)
+        results[str(sources)] = {"median_ms": median, "fraction_of_step": median / step_ms if step_ms else None}
+    return {"prompt_length": length, "hidden_size": dim, "step_ms": step_ms, "target": GROUPING_TARGET,
+            "results": results}
+
+
+def run_speed(settings: SpeedSettings, backbone=None) -> dict[str, Any]:
+    """The whole benchmark; returns the JSON report and writes ``speed.json`` + ``speed.md`` into ``out``."""
+    from mtpt.backbones import load_backbone
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    backbone = backbone or load_backbone(settings.backbone)
+    rows = []
+    peft_arms: dict[str, PeftArm] = {}
+    with tempfile.TemporaryDirectory(prefix="mtpt-bench-") as tmp:
+        library = synthetic_library(Path(tmp) / "library", backbone, settings.prompt_length)
+        for name in settings.methods:
+            rows.append(measure_method(name, backbone, settings, str(library.root), Path(tmp), peft_arms))
+    dtvg = next((r for r in rows if r["method"] == "dtvg"), None)
+    report = {
+        "settings": vars(settings) | {"backbone": backbone.name, "threads": torch.get_num_threads()},
+        "machine": machine_info(),
+        "methods": rows,
+        "grouping": grouping_cost(settings.prompt_length, backbone.hidden_size, settings.repeats,
+                                  dtvg["method_ms"] if dtvg else None),
+    }
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(report, indent=1))
+    (out / "speed.md").write_text(render(report))
+    return report
+
+
+def machine_info() -> dict[str, Any]:
+    import os
+    import platform
+
+    import transformers
+
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def _check(value: float | None, target: float, at_most: bool = True) -> str:
+    if value is None:
+        return "-"
+    ok = value <= target if at_most else value >= target
+    return f"{value:.3f}× ({'≤' if at_most else '≥'} {target:g}: {'ok' if ok else 'MISSED'})"
+
+
+def render(report: dict[str, Any]) -> str:
+    """The Markdown report: step times and ratios, memory, grouping, mixed-task inference."""
+    s = report["settings"]
+    lines = [
+        f"# mtpt bench speed — {s['backbone']}, batch {s['batch']}, {s['text_tokens']} text tokens, "
+        f"precision {s['precision']}, {s['repeats']} interleaved repeats, {s['threads']} threads",
+        "",
+        "| method | L | method ms | bare ms | PEFT ms | × bare (target) | × PEFT (target) | "
+        "memory MiB method / bare / PEFT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["methods"]:
+        peft_ms = f"{r['peft_ms']:.1f} ({r['peft']})" if r.get("peft") else "n/a"
+        memory = " / ".join(_mib(r.get(f"{k}_memory", {}).get("total")) for k in ("method", "bare", "peft"))
+        lines.append(f"| {r['method']} | {r['prompt_length']} | {r['method_ms']:.1f} | {r['bare_ms']:.1f} | {peft_ms} | "
+                     f"{_check(r['vs_bare'], r['bare_target'])} | {_check(r['vs_peft'], PEFT_TARGET)} | {memory} |")
+    lines += ["", "Memory: tensors saved for backward (frozen weights excluded) + gradients and AdamW state of what "
+              "each arm trains, for one step (see mtpt.bench.arms).", ""]
+    g = report["grouping"]
+    lines += [f"## DTVG grouping (L={g['prompt_length']}, d={g['hidden_size']})", "",
+              "| sources | ms per call | share of a DTVG step (target) |", "|---|---|---|"]
+    for sources, row in g["results"].items():
+        share = row["fraction_of_step"]
+        verdict = "-" if share is None else f"{100 * share:.2f}% (≤ {100 * GROUPING_TARGET:g}%: " \
+            f"{'ok' if share <= GROUPING_TARGET else 'MISSED'})"
+        lines.append(f"| {sources} | {row['median_ms']:.3f} | {verdict} |")
+    mixed = [r for r in report["methods"] if "inference" in r]
+    if mixed:
+        lines += ["", "## Mixed-task inference", "", "| method | tasks | single-task rows/s | mixed rows/s | "
+                  "mixed / single (target) |", "|---|---|---|---|---|"]
+        for r in mixed:
+            i = r["inference"]
+            lines.append(f"| {r['method']} | {r['tasks']} | {i['single_rows_per_s']:.1f} | {i['mixed_rows_per_s']:.1f} | "
+                         f"{_check(i['ratio'], MIXED_TARGET, at_most=False)} |")
+    return "\n".join(lines) + "\n"
+
+
+def speed_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtpt bench speed", description=__doc__.split("\n\n")[0])
+    d = SpeedSettings()
+    parser.add_argument("--backbone", default=d.backbone, help="Backbone alias/path (tiny-llama for a smoke run).")
+    parser.add_argument("--batch", type=int, default=d.batch)
+    parser.add_argument("--text-tokens", type=int, default=d.text_tokens, help="Input tokens per row (no padding).")
+    parser.add_argument("--prompt-length", type=int, default=d.prompt_length)
+    parser.add_argument("--repeats", type=int, default=d.repeats, help="Timed steps per arm (after one warm-up).")
+    parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
+    parser.add_argument("--tasks", type=int, default=d.tasks, help="Tasks of the multi-task methods (MPT, TA-LoRA).")
+    parser.add_argument("--precision", choices=["no", "bf16"], default=d.precision, help="Autocast for every arm.")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
+    parser.add_argument("--out", default=d.out, help="Folder for speed.json and speed.md.")
+    return parser
+
+
+def cmd_speed(argv: list[str]) -> int:
+    args = speed_parser().parse_args(argv)
+    if args.repeats < 1 or args.batch < 1 or args.text_tokens < 1 or args.prompt_length < 1:
+        raise SystemExit("batch, text-tokens, prompt-length and repeats must be at least 1")
+    settings = SpeedSettings(**{k.replace("-", "_"): v for k, v in vars(args).items()})
+    report = run_speed(settings)
+    print(render(report))
+    print(f"written: {Path(settings.out) / 'speed.json'}, {Path(settings.out) / 'speed.md'}")
+    return 0

@@ -1,0 +1,135 @@
+"""Smoke tests of ``mtpt bench``: both benchmarks on the tiny random backbone, in seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from helpers import toy_task
+
+from mtpt.bench.commands import COMMANDS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def bench(*argv: str) -> int:
+    return COMMANDS["bench"][1](list(argv))
+
+
+def test_bench_without_subcommand_prints_usage(capsys):
+    assert bench("--help") == 0
+    assert "speed" in capsys.readouterr().out
+    assert bench("nope") == 2
+
+
+def test_speed_smoke(tmp_path):
+    out = tmp_path / "speed"
+    assert bench("speed", "--backbone", "tiny-llama", "--repeats", "2", "--batch", "4", "--text-tokens", "16",
+                 "--prompt-length", "4", "--out", str(out)) == 0
+    report = json.loads((out / "speed.json").read_text())
+    rows = {r["method"]: r for r in report["methods"]}
+    assert set(rows) == {"pt", "spot", "tpv", "attempt", "mpt", "dtvg", "ta_lora", "ta_lora_additive"}
+    for row in rows.values():
+        assert len(row["method_times_ms"]) == len(row["bare_times_ms"]) == 2
+        assert row["vs_bare"] > 0 and row["method_memory"]["total"] > 0
+    assert rows["attempt"]["vs_peft"] is None  # PEFT has no ATTEMPT
+    assert rows["mpt"]["peft"] == "peft-mpt" and rows["pt"]["peft"] == "peft-pt"
+    assert rows["mpt"]["inference"]["ratio"] > 0
+    assert set(report["grouping"]["results"]) == {"6", "26"}
+    assert report["grouping"]["results"]["6"]["fraction_of_step"] > 0
+    table = (out / "speed.md").read_text()
+    assert "| dtvg |" in table and "DTVG grouping" in table and "Mixed-task inference" in table
+
+
+def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):
+    """The PEFT arm wraps the shared backbone: the methods measured after it must still compute the same thing."""
+    from mtpt.backbones import load_backbone
+    from mtpt.bench.arms import PeftArm
+    from mtpt.bench.speed import SpeedSettings, build_method_arm
+    from mtpt.bench.synthetic import synthetic_library
+
+    backbone = load_backbone("tiny-llama")
+    settings = SpeedSettings(backbone="tiny-llama", batch=2, text_tokens=8, prompt_length=4)
+    library = synthetic_library(tmp_path / "lib", backbone, 4)
+    arm = build_method_arm("pt", backbone, settings, str(library.root), tmp_path)
+    arm.model.eval()
+    with torch.no_grad():
+        before = arm.model(arm.batch).logits
+    peft = PeftArm("pt", backbone, arm.batch, "no", 4)
+    peft.enter()
+    peft.step()
+    with torch.no_grad():
+        after = arm.model(arm.batch).logits
+    torch.testing.assert_close(before, after)
+
+
+@pytest.fixture
+def quality_config(tmp_path):
+    for name in ("bench-src-a", "bench-src-b", "bench-target"):
+        toy_task(name, n_train=16, n_eval=8)
+    config = {
+        "backbone": "tiny-llama", "out": str(tmp_path / "quality"),
+        "library": {"sources": ["bench-src-a", "bench-src-b"], "steps": 1, "max_train_examples": 8},
+        "targets": ["bench-target"], "kshot": 2, "seeds": [1, 2], "steps": 1, "prompt_length": 4,
+        "methods": {
+            "zero_shot": {"name": "zero_shot"},
+            "pt": {"name": "pt"},
+            "dtvg": {"name": "dtvg", "stage1_steps": 1},
+            "mpt": {"name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}},
+        },
+        "data": {"max_eval_examples": 4},
+        "train": {"batch_size": 2, "lr": 0.01},
+        "eval": {"batch_size": 4, "final_splits": ["test"]},
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, tmp_path / "quality"
+
+
+def test_quality_smoke_and_resume(quality_config, capsys):
+    path, out = quality_config
+    assert bench("quality", str(path)) == 0
+    statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
+    assert statuses.count("evaluated") == 2 and statuses.count("trained") == 6
+    for method in ("zero_shot", "pt", "dtvg", "mpt"):
+        for seed in (1, 2):
+            cell = out / "cells" / method / "bench-target" / f"seed-{seed}"
+            assert (cell / "results.json").exists() and (cell / "params.json").exists()
+    assert (out / "library" / "manifest.json").exists() and (out / "source-stages" / "mpt" / "results.json").exists()
+    assert (out / "results.png").read_bytes()[:8] == PNG_MAGIC
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt"}
+    assert all(r["seeds"] == 2 for r in rows)
+    assert next(r for r in rows if r["method"] == "zero_shot")["trainable"] == 0
+    assert "bench-target" in (out / "results.csv").read_text()
+    assert "| pt |" in (out / "results.md").read_text()
+
+    # A second run skips every finished cell; a selection keeps the other methods in the table.
+    assert bench("quality", str(path), "--methods", "pt", "--seeds", "1") == 0
+    statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
+    assert statuses == ["skipped"]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt"}
+
+
+def test_quality_rejects_unknown_method_selector(quality_config):
+    from mtpt.errors import MtptError
+
+    path, _ = quality_config
+    with pytest.raises(MtptError, match="not in the config"):
+        bench("quality", str(path), "--methods", "nope")
+
+
+def test_shipped_bench_configs_parse():
+    from pathlib import Path
+
+    from mtpt.bench.quality import QualityConfig
+    from mtpt.config import parse_config
+
+    configs = sorted(Path(__file__).resolve().parents[1].glob("configs/bench/*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        config = parse_config(QualityConfig, [str(path)], "test", "bench")
+        assert config.methods and config.targets and config.library.sources
