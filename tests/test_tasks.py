@@ -110,7 +110,7 @@ def test_render_task_table():
     lines = table.splitlines()
     assert lines[0].split()[:5] == ["task", "lang", "family", "kind", "size"]
     demo = next(ln for ln in lines if ln.startswith("demo-sst2"))
-    assert demo.split()[5:8] == ["32", "32", "300"]
+    assert demo.split()[5:8] == ["256", "100", "300"]
     assert demo.endswith("16 per class, 1 seed (LM-BFF)")
     assert "32 total, 5 seeds (FewCLUE)" in table and "MTPT_DATA_ROOT" in table
     verbose = render_task_table(tasks, None, verbose=True)
@@ -120,7 +120,7 @@ def test_render_task_table():
 # -- demo task -----------------------------------------------------------------------------------
 def test_demo_task_works_without_data_root():
     task = get_task("demo-sst2")
-    assert task.sizes() == {"train": 32, "validation": 32, "test": 300}
+    assert task.sizes() == {"train": 256, "validation": 100, "test": 300}
     ex = task.examples("test")[0]
     assert ex.text.startswith("Review: ") and ex.text.endswith("\nSentiment:")
     assert ex.choices == (" negative", " positive") and ex.target == ex.choices[ex.label]
@@ -138,7 +138,8 @@ def test_demo_published_kshot_seed_mapping():
         task.examples("train", kshot=16, seed=21)
     sampled = task.examples("train", kshot=4, seed=21)
     assert Counter(e.label for e in sampled) == {0: 4, 1: 4}
-    assert task.examples("train", kshot=16, seed=21, published=False) == by_value  # all 32
+    resampled = task.examples("train", kshot=16, seed=21, published=False)  # 16 per class from the 256
+    assert Counter(e.label for e in resampled) == {0: 16, 1: 16} and resampled != by_value
     # the test split is never k-shot
     assert task.examples("test", kshot=4, seed=1) == task.examples("test")
 

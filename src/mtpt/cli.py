@@ -68,7 +68,7 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
-@command("demo", "Prompt-tune the bundled SmolLM2-135M on bundled SST-2 16-shot; prints accuracy before and after.")
+@command("demo", "Prompt-tune the bundled SmolLM2-135M on bundled real SST-2 data; prints test accuracy before and after.")
 def cmd_demo(argv: list[str]) -> int:
     from mtpt.demo import main as demo_main
 

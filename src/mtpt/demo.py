@@ -1,4 +1,4 @@
-"""``mtpt demo``: prompt-tune the bundled SmolLM2-135M on the bundled SST-2 16-shot subset.
+"""``mtpt demo``: prompt-tune the bundled SmolLM2-135M on the bundled SST-2 subset (256 training sentences).
 
 Prints test accuracy of the bare backbone, of the untrained prompt and of the trained prompt, so a new user sees
 the whole loop (load → evaluate → train → evaluate) work on real data in a few minutes on a CPU.
@@ -40,7 +40,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=60, help="Training steps (batch 8).")
     parser.add_argument("--lr", type=float, default=0.03, help="AdamW learning rate of the prompt.")
     parser.add_argument("--prompt-length", type=int, default=20, help="Virtual tokens.")
-    parser.add_argument("--eval-every", type=int, default=20, help="Validation (32 examples) every N steps.")
+    parser.add_argument("--eval-every", type=int, default=20, help="Validation (100 sentences) every N steps.")
     parser.add_argument("--precision", choices=["no", "bf16"], default="bf16", help="bf16 autocast halves CPU step time.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", default="runs/demo", help="Run folder.")
@@ -65,7 +65,8 @@ def main(argv: list[str]) -> int:
     print(f"  backbone alone:   {before_bare:.1f}% accuracy")
     print(f"  untrained prompt: {before_prompt:.1f}% accuracy")
 
-    print(f"Prompt tuning for {args.steps} steps on 32 real training examples (16 per class) ...", flush=True)
+    print(f"Prompt tuning 20 virtual tokens for {args.steps} steps (batch 8) on 256 real SST-2 training sentences ...",
+          flush=True)
     result = Trainer(parts, acc).fit()
     after = result.final["test"]["demo-sst2"]["accuracy"]
     print(f"  trained prompt:   {after:.1f}% accuracy (best validation step {result.best_step})")
