@@ -145,3 +145,15 @@ def test_delta_validation():
         low_rank_delta(B, u, v, torch.tensor([[0]]), 1.0)
     with pytest.raises(ValueError, match="scale"):
         low_rank_delta(B, u, v, torch.tensor([0]), float("nan"))
+
+
+def test_penalty_survives_bf16_autocast_with_large_norms():
+    """Regression: total - trace cancelled to exactly 0 in bf16 when the diagonal dominates."""
+    generator = torch.Generator().manual_seed(0)
+    u = torch.randn(3, 8, generator=generator) * 0.25
+    v = torch.randn(3, 576, generator=generator) * 0.4
+    exact = orthogonality_penalty(u.double(), v.double(), "cross")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = orthogonality_penalty(u, v, "cross")
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast.double(), exact, rtol=1e-4, atol=0)

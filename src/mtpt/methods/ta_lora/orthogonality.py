@@ -38,8 +38,13 @@ def _check_task_factors(u: Tensor, v: Tensor) -> None:
 
 
 def _off_diagonal_sum(pair_values: Tensor) -> Tensor:
-    """Sum of a ``[T, T]`` matrix over ordered pairs ``i != j``."""
-    return pair_values.sum() - pair_values.diagonal().sum()
+    """Sum of a ``[T, T]`` matrix over ordered pairs ``i != j``.
+
+    Masked, not ``total - trace``: the diagonal terms (``‖u_i‖⁴‖v_i‖⁴``) can be orders of magnitude larger than
+    the off-diagonal ones, and the subtraction would cancel them to 0 in low precision.
+    """
+    off_diagonal = ~torch.eye(pair_values.shape[0], dtype=torch.bool, device=pair_values.device)
+    return pair_values[off_diagonal].sum()
 
 
 def orthogonality_penalty(u: Tensor, v: Tensor, mode: str = "cross") -> Tensor:
@@ -58,6 +63,11 @@ def orthogonality_penalty(u: Tensor, v: Tensor, mode: str = "cross") -> Tensor:
         raise ValueError(f"mode must be one of {ORTHOGONALITY_MODES}, got {mode!r}")
     if mode == "none" or u.shape[0] < 2:
         return u.new_zeros(())
+    with torch.autocast(u.device.type, enabled=False):  # in the factors' dtype, never bf16 under autocast
+        return _penalty(u, v, mode)
+
+
+def _penalty(u: Tensor, v: Tensor, mode: str) -> Tensor:
     gram_u, gram_v = u @ u.T, v @ v.T  # [T, T]: u_i . u_j and v_i . v_j
     sq_norm_u, sq_norm_v = gram_u.diagonal(), gram_v.diagonal()
     if mode == "cross":
