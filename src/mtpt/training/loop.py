@@ -178,8 +178,8 @@ class Trainer:
         for name, value in terms.items():
             if not torch.isfinite(value):
                 raise MtptError(
-                    f"The {name!r} loss became {float(value)} at step {self.step + 1} "
-                    f"(all terms: { {k: float(v) for k, v in terms.items()} }). Nothing was saved for this step. "
+                    f"The {name!r} loss became {float(value.detach())} at step {self.step + 1} "
+                    f"(all terms: { {k: float(v.detach()) for k, v in terms.items()} }). Nothing was saved for this step. "
                     "Lower train.lr, keep train.max_grad_norm set, or check the task data; "
                     f"the last good checkpoint is in {self.run_dir / 'checkpoints'}."
                 )
