@@ -31,3 +31,26 @@ def shared_data() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # Converted real backbones are shared across tests; everything else a test writes goes to tmp_path.
     monkeypatch.setenv("MTPT_CACHE_DIR", os.environ.get("MTPT_TEST_CACHE_DIR", str(Path.home() / ".cache" / "mtpt")))
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    """A frozen tiny random Llama, shared by the tests of one module."""
+    from mtpt.testing import tiny_backbone
+
+    return tiny_backbone("llama")
+
+
+@pytest.fixture(scope="module")
+def tok(backbone):
+    from mtpt.batching import Tokenizer
+
+    return Tokenizer(backbone.tokenizer, max_input_tokens=64)
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory, backbone) -> str:
+    """A tiny source-prompt library over the fixture tasks (built once per session)."""
+    from fixtures.library.tiny_tasks import shared_library
+
+    return str(shared_library(tmp_path_factory, backbone))

