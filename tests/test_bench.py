@@ -71,13 +71,22 @@ def quality_config(tmp_path):
         toy_task(name, n_train=16, n_eval=8)
     config = {
         "backbone": "tiny-llama", "out": str(tmp_path / "quality"),
-        "library": {"sources": ["bench-src-a", "bench-src-b"], "steps": 1, "max_train_examples": 8},
+        "library": {"sources": ["bench-src-a", "bench-src-b"], "steps": 1, "eval_every": 1, "max_train_examples": 8},
         "targets": ["bench-target"], "kshot": 2, "seeds": [1, 2], "steps": 1, "prompt_length": 4,
         "methods": {
             "zero_shot": {"name": "zero_shot"},
             "pt": {"name": "pt"},
             "dtvg": {"name": "dtvg", "stage1_steps": 1},
             "mpt": {"name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}},
+            "ta_lora": {"name": "ta_lora", "stage": "target", "injection": "additive",
+                        "source_stage": {"name": "ta_lora", "stage": "source", "injection": "additive"}},
+            # the unseen-data protocol: its own targets (a source task), each reusing its own source fast weight;
+            # the same source stage as the row above, so it is trained once
+            "ta_lora_unseen_data": {
+                "name": "ta_lora", "stage": "target", "injection": "additive", "target_init": "reuse",
+                "targets": ["bench-src-a"],
+                "source_stage": {"name": "ta_lora", "stage": "source", "injection": "additive"},
+            },
         },
         "data": {"max_eval_examples": 4},
         "train": {"batch_size": 2, "lr": 0.01},
@@ -92,15 +101,19 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     path, out = quality_config
     assert bench("quality", str(path)) == 0
     statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
-    assert statuses.count("evaluated") == 2 and statuses.count("trained") == 6
+    assert statuses.count("evaluated") == 2 and statuses.count("trained") == 10
     for method in ("zero_shot", "pt", "dtvg", "mpt"):
         for seed in (1, 2):
             cell = out / "cells" / method / "bench-target" / f"seed-{seed}"
             assert (cell / "results.json").exists() and (cell / "params.json").exists()
-    assert (out / "library" / "manifest.json").exists() and (out / "source-stages" / "mpt" / "results.json").exists()
+    assert (out / "library" / "manifest.json").exists() and len(list(out.glob("source-stages/mpt-*/results.json"))) == 1
+    assert len(list(out.glob("source-stages/ta_lora-*"))) == 1
     assert (out / "results.png").read_bytes()[:8] == PNG_MAGIC
+    assert (out / "cells" / "ta_lora_unseen_data" / "bench-src-a" / "seed-1" / "results.json").exists()
+    assert not (out / "cells" / "ta_lora_unseen_data" / "bench-target").exists()
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt"}
+    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt", "ta_lora", "ta_lora_unseen_data"}
+    assert {r["task"] for r in rows if r["method"] == "ta_lora_unseen_data"} == {"bench-src-a"}
     assert all(r["seeds"] == 2 for r in rows)
     assert next(r for r in rows if r["method"] == "zero_shot")["trainable"] == 0
     assert "bench-target" in (out / "results.csv").read_text()
@@ -111,7 +124,11 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
     assert statuses == ["skipped"]
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt"}
+    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt", "ta_lora", "ta_lora_unseen_data"}
+
+    # --targets filters a section's own targets instead of replacing them
+    assert bench("quality", str(path), "--methods", "ta_lora_unseen_data", "--targets", "bench-target") == 0
+    assert not [line for line in capsys.readouterr().out.splitlines() if " seed " in line]
 
 
 def test_quality_rejects_unknown_method_selector(quality_config):
@@ -125,11 +142,17 @@ def test_quality_rejects_unknown_method_selector(quality_config):
 def test_shipped_bench_configs_parse():
     from pathlib import Path
 
-    from mtpt.bench.quality import QualityConfig
-    from mtpt.config import parse_config
+    from mtpt.bench.quality import QualityConfig, fill_options, section_targets
+    from mtpt.config import method_config, parse_config
 
     configs = sorted(Path(__file__).resolve().parents[1].glob("configs/bench/*.yaml"))
     assert len(configs) >= 3
     for path in configs:
         config = parse_config(QualityConfig, [str(path)], "test", "bench")
         assert config.methods and config.targets and config.library.sources
+        for label in config.methods:  # every section (and its source stage) is a valid method config
+            method = fill_options(config.methods[label], "LIBRARY", "SOURCE_RUN")
+            method_config(method)
+            if "source_stage" in config.methods[label]:
+                method_config(fill_options(config.methods[label]["source_stage"], "LIBRARY"))
+            assert section_targets(config, label), f"{path.name}: {label} has no targets"

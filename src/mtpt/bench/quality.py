@@ -3,7 +3,7 @@
 Layout of the output folder::
 
     <out>/library/                              the source library (``train_sources``, run once, reused)
-    <out>/source-stages/<method>/               a multi-task source-stage run a method's target stage needs
+    <out>/source-stages/<method>-<hash>/        a multi-task source-stage run a method's target stage needs
                                                 (MPT, TA-LoRA), run once on the library sources, reused
     <out>/cells/<method>/<target>/seed-<s>/     one ordinary training run folder per cell
     <out>/results.{csv,json,md,png}             the table: per task x method, mean ± std over seeds
@@ -14,13 +14,15 @@ shares steps, prompt length (where the method has one of its own), data, k-shot 
 
 Method sections may use ``{library}`` and ``{source_run}`` in string options; ``source_library`` is filled in
 when left empty. A section's ``source_stage`` (method options) is trained once into ``source-stages/`` and
-becomes its ``source_run``.
+becomes its ``source_run``. A section's ``targets`` replaces the config's target list for that row (TA-LoRA's
+unseen-data protocol runs on source tasks).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +32,8 @@ from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_co
 from mtpt.errors import MtptError
 
 CELLS = "cells"
+SECTION_KEYS = ("source_stage", "targets")
+"""Keys of a method section that belong to the benchmark, not to the method's config."""
 
 
 @dataclass
@@ -48,6 +52,8 @@ class LibrarySection:
     """Cap on each source's training set (the sources are large: a seeded sample of this size)."""
     mixture: bool = True
     """Also tune the mixture-of-sources prompt (generic SPoT, TA-LoRA's theta0 from library_mixture)."""
+    eval_every: int | None = None
+    """Validation interval of the source runs (library and source stages); null = train.eval_every."""
     path: str = ""
     """Library folder; empty = <out>/library."""
 
@@ -104,6 +110,25 @@ def cell_dir(config: QualityConfig, method: str, target: str, seed: int) -> Path
     return Path(config.out) / CELLS / method / target / f"seed-{seed}"
 
 
+def section_targets(config: QualityConfig, label: str, selected: list[str] | None = None) -> list[str]:
+    """The targets of a method section: its own ``targets`` (e.g. TA-LoRA's unseen-data protocol, whose targets
+    are source tasks) or the config's; a ``--targets`` selection filters a section's own list and replaces the
+    config's."""
+    own = config.methods[label].get("targets")
+    if own is None:
+        return list(selected or config.targets)
+    if not isinstance(own, list) or not all(isinstance(t, str) for t in own):
+        raise MtptError(f"methods.{label}.targets: expected a list of task names, got {own!r}.")
+    return [t for t in own if selected is None or t in selected]
+
+
+def source_stage_dir(config: QualityConfig, method: dict[str, Any]) -> Path:
+    """``source-stages/<method>-<hash of its options>``: sections with the same source stage share one run (e.g.
+    TA-LoRA's unseen-task and unseen-data rows)."""
+    digest = hashlib.sha256(json.dumps(method, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(config.out) / "source-stages" / f"{method['name']}-{digest}"
+
+
 def fill_options(options: dict[str, Any], library: str, source_run: str = "") -> dict[str, Any]:
     """Replace ``{library}``/``{source_run}`` placeholders and fill an empty ``source_library``."""
     from mtpt.methods.registry import get_method
@@ -117,7 +142,7 @@ def fill_options(options: dict[str, Any], library: str, source_run: str = "") ->
             return {k: fill(v) for k, v in value.items()}
         return value
 
-    filled = {k: fill(v) for k, v in options.items() if k != "source_stage"}
+    filled = {k: fill(v) for k, v in options.items() if k not in SECTION_KEYS}
     names = {f.name for f in fields(get_method(str(filled["name"])).config_cls)}
     if "source_library" in names and not filled.get("source_library"):
         filled["source_library"] = library
@@ -167,8 +192,7 @@ class Bench:
             backbone=cfg.backbone, sources=list(lib.sources), library=str(path), seeds=list(lib.seeds),
             prompt_length=cfg.prompt_length, mixture=lib.mixture,
             data=replace(cfg.data, kshot=None, max_train_examples=lib.max_train_examples),
-            train=replace(cfg.train, steps=lib.steps, lr=lib.lr or cfg.train.lr,
-                          eval_every=min(cfg.train.eval_every, lib.steps)),
+            train=replace(cfg.train, steps=lib.steps, lr=lib.lr or cfg.train.lr, eval_every=_source_eval_every(cfg)),
             eval=replace(cfg.eval, final_splits=["validation"]),
         )
         train_sources(stage, self.backbone)
@@ -176,15 +200,15 @@ class Bench:
         return str(path)
 
     def ensure_source_stage(self, label: str, options: dict[str, Any], library: str) -> str:
-        """The multi-task source-stage run of a method section (trained once, on the library sources)."""
+        """The multi-task source-stage run of a method section (trained once, on the library sources, and shared by
+    every section with the same source-stage options)."""
         cfg = self.config
-        run_dir = Path(cfg.out) / "source-stages" / label
+        method = _own_prompt_length(fill_options(options["source_stage"], library), cfg.prompt_length)
+        run_dir = source_stage_dir(cfg, method)
         if not (run_dir / "results.json").exists():
-            method = _own_prompt_length(fill_options(options["source_stage"], library), cfg.prompt_length)
             run = RunConfig(backbone=cfg.backbone, tasks=list(cfg.library.sources), method=method,
                             data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
-                            train=replace(cfg.train, steps=cfg.library.steps,
-                                          eval_every=min(cfg.train.eval_every, cfg.library.steps)),
+                            train=replace(cfg.train, steps=cfg.library.steps, eval_every=_source_eval_every(cfg)),
                             eval=replace(cfg.eval, final_splits=["validation"]), output_dir=str(run_dir))
             self._run(run, count_params=False)
         return str(run_dir)
@@ -207,7 +231,7 @@ class Bench:
             options = cfg.methods[label]
             source_run = self.ensure_source_stage(label, options, library) if "source_stage" in options else ""
             method = _own_prompt_length(fill_options(options, library, source_run), cfg.prompt_length)
-            for target in targets or cfg.targets:
+            for target in section_targets(cfg, label, targets):
                 for seed in seeds or cfg.seeds:
                     out = cell_dir(cfg, label, target, seed)
                     if (out / "results.json").exists():
@@ -235,6 +259,11 @@ class Bench:
             return "evaluated"
         finally:
             parts.model.detach_method()
+
+
+def _source_eval_every(config: QualityConfig) -> int:
+    lib = config.library
+    return min(lib.eval_every or config.train.eval_every, lib.steps)
 
 
 def _library_complete(path: Path, lib: LibrarySection) -> bool:
@@ -269,7 +298,9 @@ def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> li
 
     rows = []
     for label in methods or list(config.methods):
-        for target in targets or config.targets:
+        # a section's own targets are all reported; the selection only widens the config's list
+        own = config.methods[label].get("targets") is not None
+        for target in section_targets(config, label) if own else list(targets or config.targets):
             scores, params = {}, None
             for seed in seeds or config.seeds:
                 folder = cell_dir(config, label, target, seed)
