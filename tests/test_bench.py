@@ -30,17 +30,23 @@ def test_speed_smoke(tmp_path):
                  "--prompt-length", "4", "--out", str(out)) == 0
     report = json.loads((out / "speed.json").read_text())
     rows = {r["method"]: r for r in report["methods"]}
-    assert set(rows) == {"pt", "spot", "tpv", "attempt", "mpt", "dtvg", "ta_lora", "ta_lora_additive"}
+    assert set(rows) == {"pt", "spot", "tpv", "attempt", "mpt", "mpt_distill", "dtvg", "ta_lora", "ta_lora_additive"}
     for row in rows.values():
         assert len(row["method_times_ms"]) == len(row["bare_times_ms"]) == 2
         assert row["vs_bare"] > 0 and row["method_memory"]["total"] > 0
     assert rows["attempt"]["vs_peft"] is None  # PEFT has no ATTEMPT
     assert rows["mpt"]["peft"] == "peft-mpt" and rows["pt"]["peft"] == "peft-pt"
     assert rows["mpt"]["inference"]["ratio"] > 0
+    # the distillation stage's teacher pass is timed apart and left out of its step time, and only there
+    distill = rows["mpt_distill"]
+    assert distill["excluded_ms"] > 0 and "excluded_ms" not in rows["mpt"]
+    assert distill["with_excluded_vs_bare"] > distill["vs_bare"]
+    assert distill["peft"] == "peft-mpt" and "inference" not in distill
     assert set(report["grouping"]["results"]) == {"6", "26"}
     assert report["grouping"]["results"]["6"]["fraction_of_step"] > 0
     table = (out / "speed.md").read_text()
     assert "| dtvg |" in table and "DTVG grouping" in table and "Mixed-task inference" in table
+    assert "mpt_distill: method ms leave out the teacher pass" in table
 
 
 def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):

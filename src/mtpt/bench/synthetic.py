@@ -7,6 +7,7 @@ every method's own builder read it the normal way (so the measured modules are e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -42,17 +43,18 @@ def token_batch(backbone: Backbone, batch: int, text_tokens: int, num_tasks: int
 
 
 def synthetic_library(root: str | Path, backbone: Backbone, prompt_length: int, sources: int = 6,
-                      seed: int = 0) -> SourceLibrary:
-    """A library of ``sources`` random prompts (``src-0`` ...) around a random ``P_init``, plus a mixture entry
-    and a target prompt file for DTVG. Prompts are ``P_init`` plus small noise correlated with the target, so
-    that DTVG's grouping keeps several sources (a realistic amount of work)."""
+                      seed: int = 0, names: Sequence[str] | None = None) -> SourceLibrary:
+    """A library of ``sources`` random prompts (``src-0`` ..., or the given ``names``, e.g. the benchmark's tasks
+    when they need teachers) around a random ``P_init``, plus a mixture entry and a target prompt file for DTVG.
+    Prompts are ``P_init`` plus small noise correlated with the target, so that DTVG's grouping keeps several
+    sources (a realistic amount of work)."""
     gen = torch.Generator().manual_seed(seed)
     dim = backbone.hidden_size
     init = 0.1 * torch.randn(prompt_length, dim, generator=gen)
     direction = torch.randn(prompt_length, dim, generator=gen)
     library = SourceLibrary.create(root, backbone=backbone.name, weights_hash=backbone.weights_hash,
                                    init_prompt=init, init_info={"kind": "synthetic-benchmark"})
-    names = [f"src-{i}" for i in range(sources)]
+    names = list(names) if names is not None else [f"src-{i}" for i in range(sources)]
     for name in names + ["_mixture"]:
         prompt = init + 0.01 * (0.5 * direction + torch.randn(prompt_length, dim, generator=gen))
         entry = LibraryEntry(task=name, seed=0, path=entry_folder(name, 0), best_metric=50.0, steps=1,
