@@ -162,3 +162,14 @@ def test_shipped_bench_configs_parse():
             if "source_stage" in config.methods[label]:
                 method_config(fill_options(config.methods[label]["source_stage"], "LIBRARY"))
             assert section_targets(config, label), f"{path.name}: {label} has no targets"
+
+
+def test_target_data_overrides_the_shared_kshot_split():
+    from mtpt.bench.quality import QualityConfig, target_data
+    from mtpt.errors import MtptError
+
+    config = QualityConfig(kshot=16, target_data={"few": {"kshot": 32, "kshot_seed": 0}, "bad": {"kshots": 1}})
+    assert (target_data(config, "few", 21).kshot, target_data(config, "few", 21).kshot_seed) == (32, 0)
+    assert (target_data(config, "other", 21).kshot, target_data(config, "other", 21).kshot_seed) == (16, 21)
+    with pytest.raises(MtptError, match="target_data.bad: unknown data field"):
+        target_data(config, "bad", 21)

@@ -147,3 +147,31 @@ def test_leakage_rules_from_provenance():
     assert ocnli.sizes(DATA)["train"] + ocnli.sizes(DATA)["validation"] <= 10000
     # MNLI follows the convention: mismatched = validation, matched = test.
     assert "mnli_matched" in get_task("glue-mnli").notes.split("test:")[1].splitlines()[0]
+
+
+def _bench_cells():
+    from mtpt.bench.quality import QualityConfig, section_targets
+    from mtpt.config import parse_config
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "bench").glob("quality-*.yaml")):
+        config = parse_config(QualityConfig, [str(path)], "test", "bench")
+        if config.backbone.startswith("tiny-"):
+            continue  # smoke configs use the bundled task
+        targets = {t for label in config.methods for t in section_targets(config, label)}
+        for target in sorted(targets):
+            for seed in config.seeds:
+                yield pytest.param(config, target, seed, id=f"{path.stem}-{target}-{seed}")
+
+
+@pytest.mark.parametrize(("config", "target", "seed"), list(_bench_cells()))
+def test_every_shipped_benchmark_cell_has_its_data(config, target, seed):
+    """A quality cell must not fail hours into a benchmark for want of data: the k-shot train and validation
+    sets of every (target, seed) of the shipped configs can be drawn, and the test split exists."""
+    from mtpt.bench.quality import target_data
+
+    data = target_data(config, target, seed)
+    task = get_task(target)
+    for split in ("train", "validation"):
+        examples = task.examples(split, DATA, kshot=data.kshot, seed=data.kshot_seed)
+        assert examples, f"{target} {split} seed {seed}: empty"
+    assert task.examples("test", DATA, max_examples=data.max_eval_examples)

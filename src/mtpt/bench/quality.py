@@ -73,6 +73,9 @@ class QualityConfig:
     """k examples per class for the target runs (null = full data)."""
     seeds: list[int] = field(default_factory=lambda: [13, 21, 42])
     """Seeds: the k-shot split seed and the training seed of each cell."""
+    target_data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-target data overrides (DataConfig fields), e.g. {superglue-cb: {kshot: 32, kshot_seed: 0}}: FewGLUE's
+    one published 32-example split, whose cells then differ only in their training seed."""
     steps: int = 100
     """Optimizer steps of every target run."""
     prompt_length: int = 20
@@ -120,6 +123,17 @@ def section_targets(config: QualityConfig, label: str, selected: list[str] | Non
     if not isinstance(own, list) or not all(isinstance(t, str) for t in own):
         raise MtptError(f"methods.{label}.targets: expected a list of task names, got {own!r}.")
     return [t for t in own if selected is None or t in selected]
+
+
+def target_data(config: QualityConfig, target: str, seed: int) -> DataConfig:
+    """The data section of a target's cells: the shared one, k-shot split ``seed``, then the target's overrides."""
+    overrides = config.target_data.get(target, {})
+    known = {f.name for f in fields(DataConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise MtptError(f"target_data.{target}: unknown data field(s) {', '.join(unknown)}; "
+                        f"choose from {', '.join(sorted(known))}.")
+    return replace(config.data, **{"kshot": config.kshot, "kshot_seed": seed, **overrides})
 
 
 def source_stage_dir(config: QualityConfig, method: dict[str, Any]) -> Path:
@@ -217,7 +231,7 @@ class Bench:
         cfg = self.config
         return RunConfig(
             backbone=cfg.backbone, tasks=[target], method=method,
-            data=replace(cfg.data, kshot=cfg.kshot, kshot_seed=seed),
+            data=target_data(cfg, target, seed),
             train=replace(cfg.train, steps=cfg.steps, seed=seed, eval_every=min(cfg.train.eval_every, cfg.steps)),
             eval=replace(cfg.eval, final_splits=sorted(set(cfg.eval.final_splits) | {cfg.report_split})),
             output_dir=str(out),
@@ -345,14 +359,28 @@ def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str
 
 
 def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
-    """Markdown: one row per method, one column per task (mean ± std over seeds), trainable parameters per task."""
+    """Markdown: one row per method, one column per task (mean ± std over seeds), trainable parameters per task.
+    Sections with their own targets (TA-LoRA's unseen-data protocol) get a table of their own."""
+    own = {label for label, options in config.methods.items() if options.get("targets") is not None}
+    lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
+             f"split {config.report_split}", ""]
+    lines += _table([r for r in rows if r["method"] not in own])
+    extra = [r for r in rows if r["method"] in own]
+    if extra:
+        lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
+        lines += _table(extra)
+    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds; trainable: "
+              "parameters trained in the target run (mtpt.params)."]
+    for target, overrides in config.target_data.items():
+        lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
+    return "\n".join(lines) + "\n"
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     labels = list(dict.fromkeys(r["method"] for r in rows))
     by_key = {(r["method"], r["task"]): r for r in rows}
-    lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
-             f"split {config.report_split}", "",
-             "| method | " + " | ".join(tasks) + " | mean | trainable / task |",
-             "|---" * (len(tasks) + 3) + "|"]
+    lines = ["| method | " + " | ".join(tasks) + " | mean | trainable / task |", "|---" * (len(tasks) + 3) + "|"]
     for label in labels:
         cells, means = [], []
         for task in tasks:
@@ -363,9 +391,7 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
         params = next((by_key[(label, t)]["trainable"] for t in tasks if (label, t) in by_key), None)
         average = f"{sum(means) / len(means):.1f}" if len(means) == len(tasks) else "-"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {average} | {'-' if params is None else f'{params:,}'} |")
-    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds; trainable: "
-              "parameters trained in the target run (mtpt.params)."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
