@@ -34,6 +34,8 @@ def test_speed_smoke(tmp_path):
     for row in rows.values():
         assert len(row["method_times_ms"]) == len(row["bare_times_ms"]) == 2
         assert row["vs_bare"] > 0 and row["method_memory"]["total"] > 0
+        low, high = row["vs_bare_iqr"]
+        assert low <= row["vs_bare"] <= high
     assert rows["attempt"]["vs_peft"] is None  # PEFT has no ATTEMPT
     assert rows["mpt"]["peft"] == "peft-mpt" and rows["pt"]["peft"] == "peft-pt"
     assert rows["mpt"]["inference"]["ratio"] > 0
@@ -173,3 +175,15 @@ def test_target_data_overrides_the_shared_kshot_split():
     assert (target_data(config, "other", 21).kshot, target_data(config, "other", 21).kshot_seed) == (16, 21)
     with pytest.raises(MtptError, match="target_data.bad: unknown data field"):
         target_data(config, "bad", 21)
+
+
+def test_paired_ratio_and_verdicts():
+    from mtpt.bench.speed import _check, paired_ratio
+
+    median, (q1, q3) = paired_ratio([10.0, 11.0, 12.0, 30.0], [10.0, 10.0, 10.0, 10.0])
+    assert median == pytest.approx(1.15) and q1 == pytest.approx(1.075) and q3 == pytest.approx(1.65)
+    assert paired_ratio([2.0], [4.0]) == (0.5, [0.5, 0.5])
+    assert _check(1.02, 1.05, iqr=[1.0, 1.04]).endswith("(≤ 1.05: ok)")
+    assert "MISSED, within noise" in _check(1.02, 1.0, iqr=[0.99, 1.04])
+    assert _check(1.06, 1.0, iqr=[1.03, 1.08]).endswith("(≤ 1: MISSED)")
+    assert "MISSED, within noise" in _check(0.93, 0.95, at_most=False, iqr=[0.9, 0.96])
