@@ -134,6 +134,16 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt", "ta_lora", "ta_lora_unseen_data"}
 
+    # --status reads the folder only: every cell done, nothing run
+    assert bench("quality", str(path), "--status") == 0
+    status = capsys.readouterr().out
+    assert "| pt | 2/0/0 |" in status and "12 done, 0 partial, 0 to do; library: complete" in status
+    moved = out / "cells" / "pt" / "bench-target" / "seed-1"
+    moved.rename(moved.with_name("elsewhere"))
+    assert bench("quality", str(path), "--status", "--methods", "pt") == 0
+    assert "| pt | 1/0/1 |" in capsys.readouterr().out
+    moved.with_name("elsewhere").rename(moved)
+
     # --targets filters a section's own targets instead of replacing them
     assert bench("quality", str(path), "--methods", "ta_lora_unseen_data", "--targets", "bench-target") == 0
     assert not [line for line in capsys.readouterr().out.splitlines() if " seed " in line]

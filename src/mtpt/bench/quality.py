@@ -97,6 +97,7 @@ def parse_quality_args(argv: list[str]) -> tuple[QualityConfig, argparse.Namespa
     selector.add_argument("--methods", nargs="+", default=None)
     selector.add_argument("--targets", nargs="+", default=None)
     selector.add_argument("--seeds", nargs="+", type=int, default=None)
+    selector.add_argument("--status", action="store_true")
     picked, rest = selector.parse_known_args(argv)
     config = parse_config(QualityConfig, rest, "mtpt bench quality", "bench")
     unknown = sorted(set(picked.methods or []) - set(config.methods))
@@ -427,9 +428,13 @@ def cmd_quality(argv: list[str]) -> int:
 
         print(__doc__)
         print("Selectors: --methods LABEL ..., --targets TASK ..., --seeds N ... (a subset of the config's cells).")
+        print("--status: list the selected cells as done / partial / to do, and run nothing.")
         config_parser(QualityConfig, "mtpt bench quality").print_help()
         return 0
     config, picked = parse_quality_args(argv)
+    if picked.status:
+        print(status_table(config, picked.methods, picked.targets, picked.seeds))
+        return 0
     bench = Bench(config)
     for row in bench.run(picked.methods, picked.targets, picked.seeds):
         print(f"  {row['method']:<20} {row['target']:<20} seed {row['seed']:<5} {row['status']}")
@@ -440,6 +445,39 @@ def cmd_quality(argv: list[str]) -> int:
     print(render(config, rows))
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def cell_state(folder: Path) -> str:
+    """``done`` (results.json), ``partial`` (a checkpoint to resume from) or ``todo``."""
+    if (folder / "results.json").exists():
+        return "done"
+    return "partial" if (folder / "checkpoints" / "last").exists() else "todo"
+
+
+def status_table(config: QualityConfig, methods=None, targets=None, seeds=None) -> str:
+    """Markdown grid of the selected cells: per method and target, the seeds done / partial / to do. Reads the
+    output folder only (no backbone, no data)."""
+    seeds = list(seeds or config.seeds)
+    labels = list(methods or config.methods)
+    columns = list(dict.fromkeys(t for label in labels for t in section_targets(config, label, targets)))
+    lines = [f"cells of {config.out} (seeds {', '.join(map(str, seeds))}: done/partial/todo)", "",
+             "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    totals = {"done": 0, "partial": 0, "todo": 0}
+    for label in labels:
+        own = section_targets(config, label, targets)
+        cells = []
+        for target in columns:
+            if target not in own:
+                cells.append("")
+                continue
+            states = [cell_state(cell_dir(config, label, target, seed)) for seed in seeds]
+            for state in states:
+                totals[state] += 1
+            cells.append("/".join(str(states.count(s)) for s in ("done", "partial", "todo")))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"{totals['done']} done, {totals['partial']} partial, {totals['todo']} to do; library: "
+              f"{'complete' if _library_complete(library_path(config), config.library) else 'incomplete'}."]
+    return "\n".join(lines)
 
 
 def _union(base: list, extra: list | None) -> list:
