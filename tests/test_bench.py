@@ -80,11 +80,13 @@ def quality_config(tmp_path):
     config = {
         "backbone": "tiny-llama", "out": str(tmp_path / "quality"),
         "library": {"sources": ["bench-src-a", "bench-src-b"], "steps": 1, "eval_every": 1, "max_train_examples": 8},
-        "targets": ["bench-target"], "kshot": 2, "seeds": [1, 2], "steps": 1, "prompt_length": 4,
+        "target_stage1": {"steps": 1}, "targets": ["bench-target"], "kshot": 2, "seeds": [1, 2], "steps": 1, "prompt_length": 4,
         "methods": {
             "zero_shot": {"name": "zero_shot"},
             "pt": {"name": "pt"},
-            "dtvg": {"name": "dtvg", "stage1_steps": 1},
+            # SPoT's retrieval prompt and DTVG's stage I: one shared run per target and seed
+            "spot": {"name": "spot", "mode": "retrieve", "target_prompt": "{target_stage1}"},
+            "dtvg": {"name": "dtvg", "target_prompt": "{target_stage1}"},
             "mpt": {"name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}},
             "ta_lora": {"name": "ta_lora", "stage": "target", "injection": "additive",
                         "source_stage": {"name": "ta_lora", "stage": "source", "injection": "additive"}},
@@ -109,8 +111,16 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     path, out = quality_config
     assert bench("quality", str(path)) == 0
     statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
-    assert statuses.count("evaluated") == 2 and statuses.count("trained") == 10
-    for method in ("zero_shot", "pt", "dtvg", "mpt"):
+    assert statuses.count("evaluated") == 2 and statuses.count("trained") == 12
+    stage1 = sorted(p.name for p in (out / "target-stage1" / "bench-target").iterdir())
+    assert stage1 == ["seed-1-steps1-lr0.01", "seed-2-steps1-lr0.01"]
+    for seed in (1, 2):  # both methods read the shared run instead of training their own
+        shared = str(out / "target-stage1" / "bench-target" / f"seed-{seed}-steps1-lr0.01")
+        for method in ("spot", "dtvg"):
+            cell = out / "cells" / method / "bench-target" / f"seed-{seed}"
+            assert yaml.safe_load((cell / "config.yaml").read_text())["method"]["target_prompt"] == shared
+            assert not (cell / "stage1").exists() and not (cell / "retrieval").exists()
+    for method in ("zero_shot", "pt", "spot", "dtvg", "mpt"):
         for seed in (1, 2):
             cell = out / "cells" / method / "bench-target" / f"seed-{seed}"
             assert (cell / "results.json").exists() and (cell / "params.json").exists()
@@ -120,7 +130,7 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     assert (out / "cells" / "ta_lora_unseen_data" / "bench-src-a" / "seed-1" / "results.json").exists()
     assert not (out / "cells" / "ta_lora_unseen_data" / "bench-target").exists()
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt", "ta_lora", "ta_lora_unseen_data"}
+    assert {r["method"] for r in rows} == {"zero_shot", "pt", "spot", "dtvg", "mpt", "ta_lora", "ta_lora_unseen_data"}
     assert {r["task"] for r in rows if r["method"] == "ta_lora_unseen_data"} == {"bench-src-a"}
     assert all(r["seeds"] == 2 for r in rows)
     assert next(r for r in rows if r["method"] == "zero_shot")["trainable"] == 0
@@ -132,12 +142,12 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
     assert statuses == ["skipped"]
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert {r["method"] for r in rows} == {"zero_shot", "pt", "dtvg", "mpt", "ta_lora", "ta_lora_unseen_data"}
+    assert {r["method"] for r in rows} == {"zero_shot", "pt", "spot", "dtvg", "mpt", "ta_lora", "ta_lora_unseen_data"}
 
     # --status reads the folder only: every cell done, nothing run
     assert bench("quality", str(path), "--status") == 0
     status = capsys.readouterr().out
-    assert "| pt | 2/0/0 |" in status and "12 done, 0 partial, 0 to do; library: complete" in status
+    assert "| pt | 2/0/0 |" in status and "14 done, 0 partial, 0 to do; library: complete" in status
     moved = out / "cells" / "pt" / "bench-target" / "seed-1"
     moved.rename(moved.with_name("elsewhere"))
     assert bench("quality", str(path), "--status", "--methods", "pt") == 0

@@ -64,8 +64,9 @@ class TrainConfig:
     """Linear learning-rate warm-up steps (then linear decay to 0)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping norm; null disables clipping."""
-    precision: Literal["no", "bf16", "fp16"] = "no"
-    """Mixed precision (autocast); prompt parameters always stay fp32."""
+    precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """Mixed precision (autocast); prompt parameters always stay fp32. auto: bf16 where the hardware has it
+    natively (AVX512-BF16/AMX CPUs, bf16 GPUs), else fp32 (no); on other CPUs bf16 is emulated and very slow."""
     eval_every: int = 50
     """Evaluate on validation every N steps (and at the end)."""
     metric_for_best: str = "score"

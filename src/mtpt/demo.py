@@ -10,10 +10,10 @@ import argparse
 import time
 
 import torch
-from accelerate import Accelerator
 
 from mtpt.backbones import load_backbone
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig
+from mtpt.precision import make_accelerator
 from mtpt.runtime import build_run
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets
 from mtpt.training.loop import Trainer
@@ -41,7 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=0.03, help="AdamW learning rate of the prompt.")
     parser.add_argument("--prompt-length", type=int, default=20, help="Virtual tokens.")
     parser.add_argument("--eval-every", type=int, default=20, help="Validation (100 sentences) every N steps.")
-    parser.add_argument("--precision", choices=["no", "bf16"], default="bf16", help="bf16 autocast halves CPU step time.")
+    parser.add_argument("--precision", choices=["auto", "no", "bf16"], default="auto",
+                        help="auto: bf16 autocast where the CPU/GPU has native bf16 (it halves step time there), else fp32.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", default="runs/demo", help="Run folder.")
     return parser.parse_args(argv)
@@ -57,7 +58,8 @@ def main(argv: list[str]) -> int:
 
     bare = build_run(RunConfig(**{**config.__dict__, "method": {"name": "zero_shot"}}), backbone)
     parts = build_run(config, backbone)
-    acc = Accelerator(cpu=True, mixed_precision=args.precision)
+    acc = make_accelerator(args.precision)
+    print(f"Precision: {'bf16 autocast' if acc.mixed_precision == 'bf16' else 'fp32'} ({args.precision}).", flush=True)
     test_sets = load_eval_sets(parts, "test")
     print(f"Evaluating on {len(test_sets[0].examples)} held-out SST-2 examples ...", flush=True)
     before_bare = evaluate_sets(bare.model, bare, test_sets, acc)["demo-sst2"]["accuracy"]

@@ -12,8 +12,10 @@ A cell whose ``results.json`` exists is finished and skipped, so an interrupted 
 the same command again (an unfinished cell resumes from its last checkpoint through the trainer). Every method
 shares steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps.
 
-Method sections may use ``{library}`` and ``{source_run}`` in string options; ``source_library`` is filled in
-when left empty. A section's ``source_stage`` (method options) is trained once into ``source-stages/`` and
+Method sections may use ``{library}``, ``{source_run}`` and ``{target_stage1}`` in string options;
+``source_library`` is filled in when left empty. ``{target_stage1}`` is the cell's short PT run on the target from
+the library's ``P_init`` (:mod:`mtpt.library.target_run`), trained once per target and seed under
+``<out>/target-stage1/`` and shared by every section that names it (SPoT's retrieval prompt, DTVG's stage I). A section's ``source_stage`` (method options) is trained once into ``source-stages/`` and
 becomes its ``source_run``. A section's ``targets`` replaces the config's target list for that row (TA-LoRA's
 unseen-data protocol runs on source tasks).
 """
@@ -32,6 +34,7 @@ from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_co
 from mtpt.errors import MtptError
 
 CELLS = "cells"
+TARGET_STAGE1 = "{target_stage1}"
 SECTION_KEYS = ("source_stage", "targets")
 """Keys of a method section that belong to the benchmark, not to the method's config."""
 
@@ -59,6 +62,16 @@ class LibrarySection:
 
 
 @dataclass
+class TargetStage1Section:
+    """The short PT run per target and seed that ``{target_stage1}`` stands for (from the library's P_init)."""
+
+    steps: int = 50
+    """Steps of the run (SPoT's retrieval steps, DTVG's stage-I steps)."""
+    lr: float | None = None
+    """Its learning rate; null = train.lr."""
+
+
+@dataclass
 class QualityConfig:
     """A quality benchmark: a source library, target tasks, seeds and the methods to compare."""
 
@@ -67,6 +80,7 @@ class QualityConfig:
     out: str = "runs/bench/quality"
     """Output folder (library, cells, results)."""
     library: LibrarySection = field(default_factory=LibrarySection)
+    target_stage1: TargetStage1Section = field(default_factory=TargetStage1Section)
     targets: list[str] = field(default_factory=lambda: ["demo-sst2"])
     """Target tasks; every method trains one run per target and seed."""
     kshot: int | None = 16
@@ -144,20 +158,44 @@ def source_stage_dir(config: QualityConfig, method: dict[str, Any]) -> Path:
     return Path(config.out) / "source-stages" / f"{method['name']}-{digest}"
 
 
+def target_stage1_dir(config: QualityConfig, target: str, seed: int) -> Path:
+    """``target-stage1/<target>/seed-<s>-steps<n>-lr<lr>``: steps and lr in the name, so that changing them in the
+    config trains a new run instead of reusing a stale one."""
+    stage = config.target_stage1
+    return (Path(config.out) / "target-stage1" / target
+            / f"seed-{seed}-steps{stage.steps}-lr{stage.lr or config.train.lr:g}")
+
+
+def _substitute(value: Any, mapping: dict[str, str]) -> Any:
+    """``value`` with every placeholder of ``mapping`` replaced in its strings (nested lists and dicts too)."""
+    if isinstance(value, str):
+        for placeholder, replacement in mapping.items():
+            value = value.replace(placeholder, replacement)
+        return value
+    if isinstance(value, list):
+        return [_substitute(v, mapping) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, mapping) for k, v in value.items()}
+    return value
+
+
+def _mentions(value: Any, placeholder: str) -> bool:
+    if isinstance(value, str):
+        return placeholder in value
+    if isinstance(value, list):
+        return any(_mentions(v, placeholder) for v in value)
+    if isinstance(value, dict):
+        return any(_mentions(v, placeholder) for v in value.values())
+    return False
+
+
 def fill_options(options: dict[str, Any], library: str, source_run: str = "") -> dict[str, Any]:
-    """Replace ``{library}``/``{source_run}`` placeholders and fill an empty ``source_library``."""
+    """Replace ``{library}``/``{source_run}`` placeholders and fill an empty ``source_library``
+    (``{target_stage1}`` is left for :meth:`Bench.run` to fill per cell)."""
     from mtpt.methods.registry import get_method
 
-    def fill(value):
-        if isinstance(value, str):
-            return value.replace("{library}", library).replace("{source_run}", source_run)
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        return value
-
-    filled = {k: fill(v) for k, v in options.items() if k not in SECTION_KEYS}
+    mapping = {"{library}": library, "{source_run}": source_run}
+    filled = {k: _substitute(v, mapping) for k, v in options.items() if k not in SECTION_KEYS}
     names = {f.name for f in fields(get_method(str(filled["name"])).config_cls)}
     if "source_library" in names and not filled.get("source_library"):
         filled["source_library"] = library
@@ -252,9 +290,27 @@ class Bench:
                     if (out / "results.json").exists():
                         self.log.append({"method": label, "target": target, "seed": seed, "status": "skipped"})
                         continue
-                    status = self._run(self.cell_config(method, target, seed, out))
+                    status = self._run(self.cell_config(self._cell_method(method, target, seed), target, seed, out))
                     self.log.append({"method": label, "target": target, "seed": seed, "status": status})
         return self.log
+
+    def _cell_method(self, method: dict[str, Any], target: str, seed: int) -> dict[str, Any]:
+        """The cell's method options, with ``{target_stage1}`` replaced by its (trained once) run folder."""
+        if not _mentions(method, TARGET_STAGE1):
+            return method
+        return _substitute(method, {TARGET_STAGE1: self.ensure_target_stage1(target, seed)})
+
+    def ensure_target_stage1(self, target: str, seed: int) -> str:
+        """The short PT run on ``target`` (k-shot split and training seed ``seed``) from the library's P_init,
+        trained unless it has finished: the same run SPoT's retrieval and DTVG's stage I would each train."""
+        from mtpt.library.format import SourceLibrary
+        from mtpt.library.target_run import ensure_target_run, target_run_config
+
+        cfg = self.config
+        base = self.cell_config({"name": "pt"}, target, seed, target_stage1_dir(cfg, target, seed))
+        run = target_run_config(base, SourceLibrary.open(library_path(cfg)), cfg.target_stage1.steps,
+                                cfg.target_stage1.lr or cfg.train.lr, base.output_dir)
+        return str(ensure_target_run(run, self.backbone))
 
     def _run(self, run: RunConfig, count_params: bool = True) -> str:
         """Train a run (or, for a method with nothing to train, only evaluate it) and record its parameters."""
@@ -293,12 +349,10 @@ def _library_complete(path: Path, lib: LibrarySection) -> bool:
 
 def _evaluate_only(parts) -> None:
     """A method without parameters (zero-shot): evaluate the final splits and write the trainer's results.json."""
-    import torch
-    from accelerate import Accelerator
-
+    from mtpt.precision import make_accelerator
     from mtpt.training.evaluate import evaluate_sets, load_eval_sets
 
-    acc = Accelerator(mixed_precision=parts.config.train.precision, cpu=not torch.cuda.is_available())
+    acc = make_accelerator(parts.config.train.precision)
     final = {split: evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc)
              for split in parts.config.eval.final_splits}
     out = Path(parts.config.output_dir)

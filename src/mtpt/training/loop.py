@@ -26,6 +26,7 @@ from mtpt.config import RunConfig, dump_yaml, to_plain
 from mtpt.errors import MtptError
 from mtpt.methods.contract import ExtraLosses, LossContext, ParamGroups, StepCallbacks, WantsHiddenStates
 from mtpt.model import SoftPromptModel, task_loss
+from mtpt.precision import make_accelerator
 from mtpt.runtime import RunParts, build_run
 from mtpt.training.checkpoint import environment_versions, load_method_state, load_trainer_state, save_checkpoint
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets, mean_metric
@@ -68,7 +69,7 @@ class Trainer:
         self.parts = parts
         self.cfg = parts.config
         self.run_dir = Path(self.cfg.output_dir)
-        self.acc = accelerator or Accelerator(mixed_precision=self.cfg.train.precision, cpu=not torch.cuda.is_available())
+        self.acc = accelerator or make_accelerator(self.cfg.train.precision)
         self._check_batch_split()
         self.train_sets = self._load_train_sets()
         self.eval_sets = load_eval_sets(parts, "validation")

@@ -78,7 +78,7 @@ def _short_run(args, library: SourceLibrary, target: str) -> tuple[Tensor, str]:
     """Train (or reuse) the short PT run on the target from the library's P_init; returns its kept prompt."""
     from mtpt.backbones import load_backbone
     from mtpt.library.access import finished_run_prompt
-    from mtpt.methods.dtvg.stages import ensure_target_run, target_run_config
+    from mtpt.library.target_run import ensure_target_run, target_run_config
 
     base = _library_recipe(library)
     data = replace(base.data, kshot=args.kshot, kshot_seed=args.kshot_seed,

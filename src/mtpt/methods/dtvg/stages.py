@@ -9,7 +9,6 @@ evaluate``/``export``). Delete that folder to redo it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +16,8 @@ from torch import Tensor
 
 from mtpt.errors import MtptError
 from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, select_sources
-from mtpt.library.format import INIT_FILE, SourceLibrary
+from mtpt.library.format import SourceLibrary
+from mtpt.library.target_run import ensure_target_run, run_backbone, target_run_config
 from mtpt.methods.contract import BuildContext
 from mtpt.methods.dtvg.config import DtvgConfig
 from mtpt.methods.dtvg.grouping import Ablation, GroupingRule, choose_sources, similarity_matrix
@@ -26,7 +26,7 @@ from mtpt.methods.dtvg.module import DynamicGrouping
 STAGE1_DIR = "stage1"
 """Sub-folder of the run folder holding the target's stage-I PT run."""
 
-__all__ = ["STAGE1_DIR", "build", "ensure_target_run", "grouping_rule", "spot_choice", "target_run_config"]
+__all__ = ["STAGE1_DIR", "build", "grouping_rule", "spot_choice", "target_prompt"]
 
 
 def build(config: DtvgConfig, ctx: BuildContext) -> DynamicGrouping:
@@ -94,47 +94,9 @@ def target_prompt(config: DtvgConfig, library: SourceLibrary, ctx: BuildContext)
         run_dir = Path(ctx.extras.get("output_dir") or run_config.output_dir) / STAGE1_DIR
         short = target_run_config(run_config, library, config.stage1_steps or run_config.train.steps,
                                   config.stage1_lr or run_config.train.lr, run_dir)
-        ensure_target_run(short, _backbone(ctx, run_config.backbone))
+        ensure_target_run(short, run_backbone(ctx, run_config.backbone))
         prompt, origin = finished_run_prompt(run_dir), str(run_dir)
     if tuple(prompt.shape) != (library.prompt_length, library.hidden_size):
         raise MtptError(f"The stage-I target prompt {origin} has shape {tuple(prompt.shape)}; the library's prompts "
                         f"are ({library.prompt_length}, {library.hidden_size}).")
     return prompt.float(), origin
-
-
-def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: Path):
-    """A PT run on ``base``'s tasks from the library's ``P_init``, evaluated on validation so that its best
-    checkpoint can be kept (no final evaluation: only the prompt is wanted)."""
-    from mtpt.config import RunConfig
-
-    if steps < 1:
-        raise MtptError(f"The stage-I run needs at least 1 step, got {steps}.")
-    method = {"name": "pt", "prompt_length": library.prompt_length, "init": "from_file",
-              "init_path": str((library.root / INIT_FILE).resolve())}
-    train = replace(base.train, steps=steps, lr=lr, warmup_steps=min(base.train.warmup_steps, steps // 10),
-                    eval_every=min(base.train.eval_every, steps), early_stopping_patience=None)
-    return RunConfig(backbone=base.backbone, tasks=list(base.tasks), method=method, data=replace(base.data),
-                     train=train, eval=replace(base.eval, final_splits=[]), output_dir=str(run_dir))
-
-
-def ensure_target_run(run_config, backbone) -> Path:
-    """Train the stage-I run unless it has finished already (an interrupted one resumes from its last checkpoint)."""
-    from mtpt.training.loop import train
-
-    run_dir = Path(run_config.output_dir)
-    if not (run_dir / "results.json").exists():
-        train(run_config, backbone=backbone)
-    return run_dir
-
-
-def _backbone(ctx: BuildContext, name: str):
-    # build_run hands the loaded backbone over; reloading it only happens for builders called by hand.
-    backbone = ctx.extras.get("backbone")
-    if backbone is not None:
-        return backbone
-    from mtpt.backbones import load_backbone
-
-    backbone = load_backbone(name)
-    if ctx.weights_hash and backbone.weights_hash != ctx.weights_hash:
-        raise MtptError(f"Reloading backbone {name!r} gave other weights than the run's; pass method.target_prompt.")
-    return backbone

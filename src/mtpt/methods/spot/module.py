@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from torch import Tensor
 from mtpt.errors import MtptError
 from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, select_sources
 from mtpt.library.format import MIXTURE, SourceLibrary
+from mtpt.library.target_run import ensure_target_run, run_backbone, target_run_config
 from mtpt.library.transfer import TransferredPrompt
 from mtpt.methods.contract import BuildContext
 from mtpt.methods.spot.config import SpotConfig
@@ -71,31 +71,8 @@ def target_prompt(config: SpotConfig, library: SourceLibrary, ctx: BuildContext)
 
 def _retrieval_run(config: SpotConfig, library: SourceLibrary, ctx: BuildContext, run_config, run_dir: Path) -> None:
     """A short PT run on the target from the library's initial prompt (so target and sources are comparable)."""
-    from mtpt.config import RunConfig
-    from mtpt.training.loop import train
-
     if config.retrieval_steps < 1:
         raise MtptError(f"retrieval_steps must be at least 1, got {config.retrieval_steps}.")
-    steps = config.retrieval_steps
-    method = {"name": "pt", "prompt_length": library.prompt_length, "init": "from_file",
-              "init_path": str(library.root / "init.safetensors")}
-    train_cfg = replace(run_config.train, steps=steps, lr=config.retrieval_lr or run_config.train.lr,
-                        warmup_steps=min(run_config.train.warmup_steps, steps // 10),
-                        eval_every=min(run_config.train.eval_every, steps), early_stopping_patience=None)
-    short = RunConfig(backbone=run_config.backbone, tasks=list(run_config.tasks), method=method,
-                      data=replace(run_config.data), train=train_cfg, eval=replace(run_config.eval, final_splits=[]),
-                      output_dir=str(run_dir))
-    train(short, backbone=_backbone(ctx, run_config.backbone))
-
-
-def _backbone(ctx: BuildContext, name: str):
-    # The run's already loaded backbone when the core provides it; otherwise load it again (costs memory once).
-    backbone = ctx.extras.get("backbone")
-    if backbone is not None:
-        return backbone
-    from mtpt.backbones import load_backbone
-
-    backbone = load_backbone(name)
-    if backbone.weights_hash != ctx.weights_hash:
-        raise MtptError(f"Reloading backbone {name!r} gave other weights than the run's; pass method.target_prompt.")
-    return backbone
+    short = target_run_config(run_config, library, config.retrieval_steps,
+                              config.retrieval_lr or run_config.train.lr, run_dir)
+    ensure_target_run(short, run_backbone(ctx, run_config.backbone))

@@ -64,13 +64,11 @@ def run_grid(config, backbone=None) -> GridResult:
 
 
 def _search(parts, method, candidates) -> GridResult:
-    import torch
-    from accelerate import Accelerator
-
+    from mtpt.precision import make_accelerator
     from mtpt.training.evaluate import evaluate_sets, load_eval_sets, mean_metric
 
     config = parts.config
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.train.precision)
+    acc = make_accelerator(config.train.precision)
     parts.model.to(acc.device)
     sets = load_eval_sets(parts, "validation")
     if not sets:

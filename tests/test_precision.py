@@ -1,0 +1,53 @@
+"""``precision: auto`` and the emulated-bf16 warning (no model needed)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from mtpt import precision
+
+
+@pytest.fixture
+def hardware(monkeypatch):
+    """Pretend the machine has (True) or lacks (False) native bf16."""
+
+    def set_native(value: bool) -> None:
+        monkeypatch.setattr(precision, "native_bf16", lambda: value)
+        precision._warn_emulated_bf16.cache_clear()
+
+    return set_native
+
+
+def test_auto_takes_bf16_only_where_it_is_native(hardware):
+    hardware(True)
+    assert precision.resolve_precision("auto") == "bf16"
+    hardware(False)
+    assert precision.resolve_precision("auto") == "no"
+
+
+def test_explicit_bf16_is_kept_but_warned_about_when_emulated(hardware):
+    hardware(False)
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        assert precision.resolve_precision("bf16") == "bf16"
+    hardware(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert precision.resolve_precision("bf16") == "bf16"
+        assert precision.resolve_precision("no") == "no"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.resolve_precision("fp8")
+
+
+def test_native_bf16_answers_on_this_machine():
+    assert isinstance(precision.native_bf16(), bool)
+
+
+def test_trainer_config_accepts_auto():
+    from mtpt.config import TrainConfig
+
+    assert TrainConfig().precision == "auto"
