@@ -23,6 +23,19 @@ def test_single_token_fast_path_agrees_with_pair_scoring():
     assert fast == slow
 
 
+def test_mixed_length_choices_match_scoring_every_pair():
+    """Single-token choices from the one shared pass, multi-token ones from their own: the same ranking as
+    scoring every (example, choice) pair, under both normalisations."""
+    model, tok = pt_model("llama")
+    exs = examples(["a", " b c", "d", " e f g"])
+    choice_ids = [[tok.target_ids(c, eos=False) for c in ex.choices] for ex in exs]
+    lengths = {len(c) for c in choice_ids[0]}
+    assert min(lengths) == 1 and len(lengths) > 2  # single-token and two lengths of multi-token choices
+    for norm in RankNormalization:
+        fast = rank_choices(model, tok, exs, [0] * 5, normalization=norm, batch_size=3).values
+        assert fast == _rank_pairs(model, tok, exs, [0] * 5, choice_ids, 4, norm, "cpu")
+
+
 def test_sum_favours_short_answers_and_mean_scores_per_token():
     model, tok = pt_model("llama")
     exs = examples([" x", " a much longer answer"])
