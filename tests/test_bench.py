@@ -184,6 +184,8 @@ def test_shipped_bench_configs_parse():
             if "source_stage" in config.methods[label]:
                 method_config(fill_options(config.methods[label]["source_stage"], "LIBRARY"))
             assert section_targets(config, label), f"{path.name}: {label} has no targets"
+            if config.methods[label].get("target_init") == "reuse":  # unseen data: held-out data of the sources
+                assert set(section_targets(config, label)) <= set(config.library.sources), f"{path.name}: {label}"
 
 
 def test_target_data_overrides_the_shared_kshot_split():
