@@ -44,11 +44,15 @@ def test_speed_smoke(tmp_path):
     assert distill["excluded_ms"] > 0 and "excluded_ms" not in rows["mpt"]
     assert distill["with_excluded_vs_bare"] > distill["vs_bare"]
     assert distill["peft"] == "peft-mpt" and "inference" not in distill
+    gated = rows["ta_lora"]["gated_block"]  # the extra work of the gated attention, measured alone
+    assert gated["per_layer_ms"] > 0 and gated["layers"] == 2 and 0 < gated["fraction_of_step"]
+    assert "gated_block" not in rows["ta_lora_additive"]
     assert set(report["grouping"]["results"]) == {"6", "26"}
     assert report["grouping"]["results"]["6"]["fraction_of_step"] > 0
     table = (out / "speed.md").read_text()
     assert "| dtvg |" in table and "DTVG grouping" in table and "Mixed-task inference" in table
     assert "mpt_distill: method ms leave out the teacher pass" in table
+    assert "ta_lora: the gated task-block attention alone" in table
 
 
 def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):

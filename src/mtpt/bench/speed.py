@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from mtpt.bench.arms import Arm, BareArm, MethodArm, PeftArm, timed
+from mtpt.bench.arms import Arm, BareArm, MethodArm, PeftArm, autocast, timed
 from mtpt.bench.synthetic import (
     TARGET_FILE,
     random_vectors,
@@ -147,7 +147,36 @@ def measure_method(name: str, backbone, settings: SpeedSettings, library: str, w
     row["vs_peft"], row["vs_peft_iqr"] = paired_ratio(times[arm.name], times[peft.name]) if peft else (None, None)
     if name in MIXED_INFERENCE:
         row["inference"] = mixed_inference(arm, settings.repeats)
+    if getattr(arm.method, "layer_indices", None):  # TA-LoRA's gated attention: what the extra work costs alone
+        row["gated_block"] = gated_block_cost(arm, settings.repeats, row["method_ms"])
     return row
+
+
+def gated_block_cost(arm: MethodArm, repeats: int, step_ms: float) -> dict[str, Any]:
+    """TA-LoRA's task-block attention by itself: forward + backward of :func:`delta_attention` on one layer at
+    the step's shapes (queries of the whole prompt + text + target length), times the gated layers, as a share
+    of the step. It is work plain prompt tuning (and PEFT's) does not do, so it bounds how close to them a gated
+    step can get."""
+    from mtpt.methods.ta_lora.injection import attention_layers, delta_attention
+
+    layer = attention_layers(arm.backbone.model)[arm.method.layer_indices[0]]
+    config = arm.backbone.model.config
+    rows, length = arm.batch.input_ids.shape[0], arm_prompt_length(arm)
+    tokens = length + arm.batch.input_ids.shape[1] + arm.batch.target_ids.shape[1]
+    query = torch.randn(rows, config.num_attention_heads, tokens, layer.head_dim, requires_grad=True)
+    delta = torch.randn(rows, length, config.hidden_size, requires_grad=True)
+    gate = torch.full((1,), 0.5, requires_grad=True)
+
+    def one_layer():
+        with autocast(arm.precision):
+            out = delta_attention(layer, query, delta, layer.scaling, gate)
+        out.float().sum().backward()
+
+    one_layer()  # warm-up
+    per_layer = statistics.median(timed(one_layer) for _ in range(max(repeats, 20)))
+    layers = len(arm.method.layer_indices)
+    return {"per_layer_ms": per_layer, "layers": layers, "step_ms": step_ms,
+            "fraction_of_step": per_layer * layers / step_ms}
 
 
 def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, list[float]]:
@@ -310,6 +339,11 @@ def render(report: dict[str, Any]) -> str:
             lines += [f"{r['method']}: method ms leave out the teacher pass (a no-grad forward with the frozen "
                       f"teacher prompts, median {r['excluded_ms']:.1f} ms); with it the step is "
                       f"{r['with_excluded_vs_bare']:.3f}× bare (median of the per-round ratios).", ""]
+        if "gated_block" in r:  # TA-LoRA's gated attention: the work PT and PEFT do not do
+            b = r["gated_block"]
+            lines += [f"{r['method']}: the gated task-block attention alone (forward + backward, one layer at the "
+                      f"step's shapes) takes {b['per_layer_ms']:.2f} ms; × {b['layers']} layers = "
+                      f"{100 * b['fraction_of_step']:.1f}% of the step.", ""]
     g = report["grouping"]
     lines += [f"## DTVG grouping (L={g['prompt_length']}, d={g['hidden_size']})", "",
               "| sources | ms per call | share of a DTVG step (target) |", "|---|---|---|"]
