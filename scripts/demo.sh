@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up ./.venv and run the demo: prompt tuning of SmolLM2-135M on bundled SST-2 16-shot (about 7 minutes on 2 CPU cores, 4 with native bf16).
+# Set up ./.venv and run the demo: prompt tuning of SmolLM2-135M on 256 bundled SST-2 sentences (about 7 minutes on 2 CPU cores, 4 with native bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
