@@ -57,3 +57,19 @@ def test_generate_reports_invalid_outputs():
 def test_normalize_answer():
     assert normalize_answer("The  Cat!") == "cat"
     assert normalize_answer("是的。") == "是的"
+
+
+def test_predict_scores_by_length_but_answers_in_the_given_order():
+    """predict() batches examples by input length; its predictions must still line up with its examples: the
+    same as scoring each example alone (batch of one, no padding)."""
+    from types import SimpleNamespace
+
+    from mtpt.config import EvalConfig
+    from mtpt.training.evaluate import predict
+
+    model, tok = pt_model("llama")
+    exs = [Example("q " * n + "?", "a", ("a", "b", "c"), 0, 0) for n in (9, 1, 5, 14, 2, 7, 3)]
+    parts = SimpleNamespace(config=SimpleNamespace(eval=EvalConfig(batch_size=3)), tokenizer=tok)
+    alone = [rank_choices(model, tok, [ex], [0]).values[0] for ex in exs]
+    assert len(set(alone)) > 1  # otherwise any order would pass
+    assert predict(model, parts, exs, 0, "cpu").values == alone
