@@ -48,6 +48,16 @@ def test_a_run_writes_config_logs_checkpoints_and_results(tmp_path):
     assert meta["method"] == "pt" and meta["tasks"] == ["toy-sentiment"] and "torch" in meta["versions"]
 
 
+def test_a_run_without_a_checkpoint_starts_its_log_anew(tmp_path):
+    """A run folder whose checkpoints are gone (e.g. a recorded run without them) retrains from step 0; the
+    stale log lines of the earlier attempt must not stay mixed into the new log."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text(json.dumps({"step": 99, "loss": 1.0}) + "\n")
+    train(toy_config(tmp_path, steps=2))
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert steps == [1, 2]
+
+
 def test_training_lowers_the_loss(tmp_path):
     train(toy_config(tmp_path, steps=30, lr=0.3, log_every=1, eval_every=30))
     losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss" in r]

@@ -260,6 +260,8 @@ class Trainer:
     def _maybe_resume(self) -> None:
         last = self.run_dir / "checkpoints" / "last"
         if not (self.cfg.train.resume and last.exists()):
+            if self.acc.is_main_process:  # a run starting from step 0 starts its log anew (no stale lines)
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
             return
         load_method_state(last, self.unwrapped.method)
         state = load_trainer_state(last)
