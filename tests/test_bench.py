@@ -213,3 +213,14 @@ def test_paired_ratio_and_verdicts():
     assert "MISSED, within noise" in _check(1.02, 1.0, iqr=[0.99, 1.04])
     assert _check(1.06, 1.0, iqr=[1.03, 1.08]).endswith("(≤ 1: MISSED)")
     assert "MISSED, within noise" in _check(0.93, 0.95, at_most=False, iqr=[0.9, 0.96])
+
+
+def test_results_table_shows_no_std_for_a_single_seed(tmp_path):
+    from mtpt.bench.quality import QualityConfig, plot, render
+
+    row = {"method": "pt", "task": "rte", "mean": 57.55, "seeds": 1, "trainable": 11520}
+    rows = [dict(row, std=None), dict(row, method="dtvg", mean=60.0, std=1.25, seeds=3)]
+    text = render(QualityConfig(methods={"pt": {"name": "pt"}, "dtvg": {"name": "dtvg"}}), rows)
+    assert "| pt | 57.5 (n=1) |" in text and "| dtvg | 60.0 ± 1.2 (n=3) |" in text
+    plot(rows, tmp_path / "plot.png", "title")  # an unknown std draws no error bar instead of failing
+    assert (tmp_path / "plot.png").read_bytes()[:8] == PNG_MAGIC

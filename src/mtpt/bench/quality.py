@@ -381,6 +381,8 @@ def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> li
             if not scores:
                 continue
             mean, std = mean_std(scores.values())
+            if len(scores) == 1:
+                std = None  # one seed has no spread: leave it unknown rather than report 0
             rows.append({"method": label, "name": config.methods[label]["name"], "task": target, "mean": mean,
                          "std": std, "seeds": len(scores), "scores": scores,
                          "trainable": params and params["trainable"], "per_task": params and params["per_task"],
@@ -424,11 +426,17 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
     if extra:
         lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
         lines += _table(extra)
-    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds; trainable: "
+    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds (none for a single seed); trainable: "
               "parameters trained in the target run (mtpt.params)."]
     for target, overrides in config.target_data.items():
         lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
     return "\n".join(lines) + "\n"
+
+
+def _score_text(row: dict[str, Any]) -> str:
+    if row["std"] is None:
+        return f"{row['mean']:.1f} (n={row['seeds']})"
+    return f"{row['mean']:.1f} ± {row['std']:.1f} (n={row['seeds']})"
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
@@ -440,7 +448,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         cells, means = [], []
         for task in tasks:
             r = by_key.get((label, task))
-            cells.append("-" if r is None else f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['seeds']})")
+            cells.append("-" if r is None else _score_text(r))
             if r is not None:
                 means.append(r["mean"])
         params = next((by_key[(label, t)]["trainable"] for t in tasks if (label, t) in by_key), None)
@@ -464,7 +472,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     for i, label in enumerate(labels):
         xs = [t + (i - (len(labels) - 1) / 2) * width for t in range(len(tasks))]
         found = [by_key.get((label, task)) for task in tasks]
-        ax.bar(xs, [r["mean"] if r else 0 for r in found], width, yerr=[r["std"] if r else 0 for r in found],
+        ax.bar(xs, [r["mean"] if r else 0 for r in found], width, yerr=[(r["std"] or 0) if r else 0 for r in found],
                label=label, capsize=2)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylabel("score")
