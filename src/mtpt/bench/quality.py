@@ -470,10 +470,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     width = 0.8 / max(1, len(labels))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(labels)) / 3), 4))
     for i, label in enumerate(labels):
-        xs = [t + (i - (len(labels) - 1) / 2) * width for t in range(len(tasks))]
-        found = [by_key.get((label, task)) for task in tasks]
-        ax.bar(xs, [r["mean"] if r else 0 for r in found], width, yerr=[(r["std"] or 0) if r else 0 for r in found],
-               label=label, capsize=2)
+        # cells not run yet get no bar (a zero-height bar would read as a score of 0), a single seed no error bar
+        found = [(t, by_key[(label, task)]) for t, task in enumerate(tasks) if (label, task) in by_key]
+        xs = [t + (i - (len(labels) - 1) / 2) * width for t, _ in found]
+        ax.bar(xs, [r["mean"] for _, r in found], width, label=label, capsize=2,
+               yerr=[float("nan") if r["std"] is None else r["std"] for _, r in found])
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylabel("score")
     ax.set_title(title)
