@@ -219,7 +219,8 @@ def test_results_table_shows_no_std_for_a_single_seed(tmp_path):
     from mtpt.bench.quality import QualityConfig, plot, render
 
     row = {"method": "pt", "task": "rte", "mean": 57.55, "seeds": 1, "trainable": 11520}
-    rows = [dict(row, std=None), dict(row, method="dtvg", mean=60.0, std=1.25, seeds=3)]
+    rows = [dict(row, std=None, scores={13: 57.55}),
+            dict(row, method="dtvg", mean=60.0, std=1.25, seeds=3, scores={13: 58.5, 21: 60.0, 42: 61.5})]
     text = render(QualityConfig(methods={"pt": {"name": "pt"}, "dtvg": {"name": "dtvg"}}), rows)
     assert "| pt | 57.5 (n=1) |" in text and "| dtvg | 60.0 ± 1.2 (n=3) |" in text
     plot(rows, tmp_path / "plot.png", "title")  # an unknown std draws no error bar instead of failing

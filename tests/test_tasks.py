@@ -242,6 +242,7 @@ def test_mean_std():
     assert mean_std([80.0, 82.0, 84.0], ddof=1)[1] == pytest.approx(2.0)
     assert mean_std([5.0]) == (5.0, 0.0)
     assert format_mean_std([80, 82, 84]) == "82.0 ± 1.6"
+    assert format_mean_std([80]) == "80.0"  # one seed: no spread to report
     with pytest.raises(ValueError):
         mean_std([])
 

@@ -426,20 +426,16 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
     if extra:
         lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
         lines += _table(extra)
-    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds (none for a single seed); trainable: "
-              "parameters trained in the target run (mtpt.params)."]
+    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds (none for a "
+              "single seed); trainable: parameters trained in the target run (mtpt.params)."]
     for target, overrides in config.target_data.items():
         lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
     return "\n".join(lines) + "\n"
 
 
-def _score_text(row: dict[str, Any]) -> str:
-    if row["std"] is None:
-        return f"{row['mean']:.1f} (n={row['seeds']})"
-    return f"{row['mean']:.1f} ± {row['std']:.1f} (n={row['seeds']})"
-
-
 def _table(rows: list[dict[str, Any]]) -> list[str]:
+    from mtpt.tasks.kshot import format_mean_std
+
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     labels = list(dict.fromkeys(r["method"] for r in rows))
     by_key = {(r["method"], r["task"]): r for r in rows}
@@ -448,7 +444,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         cells, means = [], []
         for task in tasks:
             r = by_key.get((label, task))
-            cells.append("-" if r is None else _score_text(r))
+            cells.append("-" if r is None else f"{format_mean_std(r['scores'].values())} (n={r['seeds']})")
             if r is not None:
                 means.append(r["mean"])
         params = next((by_key[(label, t)]["trainable"] for t in tasks if (label, t) in by_key), None)

@@ -165,6 +165,7 @@ def mean_std(values: Iterable[float], ddof: int = 0) -> tuple[float, float]:
 
 
 def format_mean_std(values: Iterable[float], digits: int = 1) -> str:
-    """``"85.3 ± 1.2"`` for a list of per-seed scores."""
-    m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    """``"85.3 ± 1.2"`` for a list of per-seed scores; a single score is printed alone (it has no spread)."""
+    vals = list(values)
+    m, s = mean_std(vals)
+    return f"{m:.{digits}f}" if len(vals) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
