@@ -225,3 +225,48 @@ def test_results_table_shows_no_std_for_a_single_seed(tmp_path):
     assert "| pt | 57.5 (n=1) |" in text and "| dtvg | 60.0 ± 1.2 (n=3) |" in text
     plot(rows, tmp_path / "plot.png", "title")  # an unknown std draws no error bar instead of failing
     assert (tmp_path / "plot.png").read_bytes()[:8] == PNG_MAGIC
+
+
+# --- mtpt bench docs: pasted tables stay identical to the files the benchmarks wrote --------------------------
+def test_bench_docs_refills_a_generated_block_and_check_reports_stale_ones(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    table = tmp_path / "results" / "table.md"
+    table.write_text("# run title\n\n| a |\n|---|\n| 1 |\n")
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\nprose\n<!-- begin generated: results/table.md, headings: 4 -->\nold\n"
+                    "<!-- end generated -->\nmore prose\n")
+    assert bench("docs", str(page), "--check") == 1
+    assert "stale" in capsys.readouterr().out
+    assert "old" in page.read_text()  # --check writes nothing
+    assert bench("docs", str(page)) == 0
+    assert page.read_text() == ("# Page\n\nprose\n<!-- begin generated: results/table.md, headings: 4 -->\n"
+                                "#### run title\n\n| a |\n|---|\n| 1 |\n<!-- end generated -->\nmore prose\n")
+    assert bench("docs", str(page), "--check") == 0  # refilling is idempotent
+    table.write_text("# run title\n\n| a |\n|---|\n| 2 |\n")
+    assert bench("docs", str(page), "--check") == 1
+
+
+def test_bench_docs_names_the_page_line_of_a_bad_block(tmp_path):
+    from mtpt.bench.docs import refresh
+    from mtpt.errors import MtptError
+
+    page = tmp_path / "page.md"
+    page.write_text("x\n<!-- begin generated: missing.md -->\n<!-- end generated -->\n")
+    with pytest.raises(MtptError, match=r"page.md:2: .*'missing.md', which does not exist"):
+        refresh(page)
+    page.write_text("x\n<!-- begin generated: page.md -->\nno end\n")
+    with pytest.raises(MtptError, match=r"page.md:2: .*no '<!-- end generated -->' line"):
+        refresh(page)
+
+
+def test_docs_results_tables_are_the_recorded_benchmark_files():
+    """docs/results.md pastes benchmarks/results/*/…md; rerunning a benchmark without `mtpt bench docs
+    docs/results.md` (or editing a pasted table by hand) fails here."""
+    from pathlib import Path
+
+    from mtpt.bench.docs import BEGIN, render
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+    blocks = [line for line in page.read_text().splitlines() if BEGIN.match(line.strip())]
+    assert len(blocks) >= 2, "docs/results.md should paste the speed and quality tables as generated blocks"
+    assert render(page) == page.read_text(), "stale tables: run `mtpt bench docs docs/results.md`"

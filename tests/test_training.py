@@ -48,6 +48,24 @@ def test_a_run_writes_config_logs_checkpoints_and_results(tmp_path):
     assert meta["method"] == "pt" and meta["tasks"] == ["toy-sentiment"] and "torch" in meta["versions"]
 
 
+def test_the_final_validation_pass_reuses_the_best_checkpoints_metrics(tmp_path, monkeypatch):
+    """The best checkpoint was chosen on the validation examples, so the final pass reads its saved metrics
+    instead of scoring them again; they must be exactly what a fresh evaluation of that checkpoint gives."""
+    import mtpt.training.loop as loop
+
+    calls = []
+    real = loop.evaluate_sets
+    monkeypatch.setattr(loop, "evaluate_sets", lambda *a, **k: calls.append(1) or real(*a, **k))
+    result = train(toy_config(tmp_path, steps=6, eval_every=3))
+    assert len(calls) == 2 + 1  # the two in-training validations and the test pass, no third validation
+    logged = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("split") == "validation"]
+    assert result.final["validation"] == next(r["tasks"] for r in logged if r["step"] == result.best_step)
+    fresh = evaluate_run(tmp_path / "run", splits=["validation"])["validation"]
+    assert fresh.keys() == result.final["validation"].keys()
+    for task, metrics in fresh.items():
+        assert metrics == pytest.approx(result.final["validation"][task])
+
+
 def test_a_run_without_a_checkpoint_starts_its_log_anew(tmp_path):
     """A run folder whose checkpoints are gone (e.g. a recorded run without them) retrains from step 0; the
     stale log lines of the earlier attempt must not stay mixed into the new log."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-HELP = "Benchmarks: `bench speed` (step time and memory vs bare backbone and PEFT), `bench quality CONFIG`."
-USAGE = """usage: mtpt bench {speed,quality} [options]
+HELP = ("Benchmarks: `bench speed` (step time and memory vs bare backbone and PEFT), `bench quality CONFIG`, "
+        "`bench docs PAGE` (refresh the tables pasted into a page).")
+USAGE = """usage: mtpt bench {speed,quality,docs} [options]
 
   speed    training-step time and autograd memory of each method vs the bare backbone and PEFT,
            DTVG grouping cost, mixed-task inference (mtpt bench speed --help)
   quality  resumable method x target x seed cells from a bench config (mtpt bench quality --help)
+  docs     refill the generated tables of a Markdown page from the files the benchmarks wrote; --check
+           only reports stale ones (mtpt bench docs docs/results.md)
 """
 
 
@@ -25,6 +28,10 @@ def cmd_bench(argv: list[str]) -> int:
         from mtpt.bench.quality import cmd_quality
 
         return cmd_quality(rest)
+    if sub == "docs":
+        from mtpt.bench.docs import cmd_docs
+
+        return cmd_docs(rest)
     print(f"unknown bench subcommand {sub!r}\n{USAGE}")
     return 2
 

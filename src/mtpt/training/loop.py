@@ -221,8 +221,9 @@ class Trainer:
         self._log({"step": self.step, "split": "validation", self.cfg.train.metric_for_best: value,
                    "tasks": metrics, "best": self.best_metric})
         if self.acc.is_main_process:
-            if improved:
-                save_checkpoint(self.run_dir / "checkpoints" / "best", self.unwrapped.method, self._meta())
+            if improved:  # the metrics travel with the checkpoint: the final validation pass reuses them
+                save_checkpoint(self.run_dir / "checkpoints" / "best", self.unwrapped.method,
+                                {**self._meta(), "validation": metrics})
             save_checkpoint(self.run_dir / "checkpoints" / "last", self.unwrapped.method, self._meta(),
                             trainer_state=self._trainer_state())
         self.acc.wait_for_everyone()
@@ -279,10 +280,14 @@ class Trainer:
 
     def _finish(self) -> TrainResult:
         best = self.run_dir / "checkpoints" / "best"
-        if best.exists():
-            load_method_state(best, self.unwrapped.method)
+        best_meta = load_method_state(best, self.unwrapped.method) if best.exists() else {}
         result = TrainResult(self.run_dir, self.best_step, self.best_metric)
         for split in self.cfg.eval.final_splits:
+            if split == "validation" and "validation" in best_meta:
+                # The best checkpoint was chosen on exactly these examples: scoring them again (minutes on a
+                # multi-task source stage) would only reproduce the numbers it was saved with.
+                result.final[split] = best_meta["validation"]
+                continue
             sets = self.eval_sets if split == "validation" else load_eval_sets(self.parts, split)
             result.final[split] = evaluate_sets(self.unwrapped, self.parts, sets, self.acc)
         if self.acc.is_main_process:
