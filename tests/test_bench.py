@@ -139,7 +139,12 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     assert all(r["seeds"] == 2 for r in rows)
     assert next(r for r in rows if r["method"] == "zero_shot")["trainable"] == 0
     assert "bench-target" in (out / "results.csv").read_text()
-    assert "| pt |" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "| pt |" in table
+    # what the transfer started from: each library prompt and each multi-task source stage, with its users
+    assert "| bench-src-a (seed 42) |" in table and "| mixture of bench-src-a, bench-src-b (seed 42) |" in table
+    stages = [line for line in table.splitlines() if line.startswith(("| mpt-", "| ta_lora-"))]
+    assert len(stages) == 2 and any("| ta_lora, ta_lora_unseen_data |" in line for line in stages)
 
     # A second run skips every finished cell; a selection keeps the other methods in the table.
     assert bench("quality", str(path), "--methods", "pt", "--seeds", "1") == 0

@@ -430,7 +430,41 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
               "single seed); trainable: parameters trained in the target run (mtpt.params)."]
     for target, overrides in config.target_data.items():
         lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
+    lines += source_stage_lines(config)
     return "\n".join(lines) + "\n"
+
+
+def source_stage_lines(config: QualityConfig) -> list[str]:
+    """What the transfer started from: the validation score (best checkpoint) of each library prompt and of each
+    multi-task source stage trained so far, read from their run folders."""
+    from mtpt.library.format import SourceLibrary
+
+    lines = []
+    library = library_path(config)
+    if (library / "manifest.json").exists():
+        lines += ["", "Source library (validation score of each prompt's best checkpoint):", "",
+                  "| source prompt | validation score | best step / steps |", "|---|---|---|"]
+        for entry in SourceLibrary.open(library).entries:
+            name = f"mixture of {', '.join(entry.sources)}" if entry.is_mixture else entry.task
+            score = "-" if entry.best_metric is None else f"{entry.best_metric:.1f}"
+            lines.append(f"| {name} (seed {entry.seed}) | {score} | {entry.best_step} / {entry.steps} |")
+    stages: dict[Path, list[str]] = {}
+    for label, options in config.methods.items():
+        if "source_stage" in options:
+            method = _own_prompt_length(fill_options(options["source_stage"], str(library)), config.prompt_length)
+            stages.setdefault(source_stage_dir(config, method), []).append(label)
+    done = [(folder, labels) for folder, labels in stages.items() if (folder / "results.json").exists()]
+    if done:
+        lines += ["", "Multi-task source stages (validation score of the best checkpoint, per source):", "",
+                  "| source stage | used by | " + " | ".join(config.library.sources) + " | mean | best step |",
+                  "|---" * (len(config.library.sources) + 4) + "|"]
+        for folder, labels in done:
+            result = json.loads((folder / "results.json").read_text())
+            per_task = result.get("final", {}).get("validation", {})
+            scores = [f"{per_task[t]['score']:.1f}" if t in per_task else "-" for t in config.library.sources]
+            lines.append(f"| {folder.name} | {', '.join(labels)} | " + " | ".join(scores)
+                         + f" | {result['best_metric']:.1f} | {result['best_step']} |")
+    return lines
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
