@@ -44,6 +44,9 @@ def test_a_run_writes_config_logs_checkpoints_and_results(tmp_path):
     steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert set(result.final) == {"validation", "test"}
+    environment = json.loads((run / "results.json").read_text())["environment"]
+    assert environment["torch_threads"] == torch.get_num_threads() and environment["processes"] == 1
+    assert {"torch", "transformers", "git_sha"} <= environment.keys()
     meta = json.loads((run / "checkpoints" / "best" / "meta.json").read_text())
     assert meta["method"] == "pt" and meta["tasks"] == ["toy-sentiment"] and "torch" in meta["versions"]
 

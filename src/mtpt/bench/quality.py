@@ -350,6 +350,7 @@ def _library_complete(path: Path, lib: LibrarySection) -> bool:
 def _evaluate_only(parts) -> None:
     """A method without parameters (zero-shot): evaluate the final splits and write the trainer's results.json."""
     from mtpt.precision import make_accelerator
+    from mtpt.training.checkpoint import run_environment
     from mtpt.training.evaluate import evaluate_sets, load_eval_sets
 
     acc = make_accelerator(parts.config.train.precision)
@@ -357,7 +358,8 @@ def _evaluate_only(parts) -> None:
              for split in parts.config.eval.final_splits}
     out = Path(parts.config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"best_step": 0, "best_metric": None, "final": final}, indent=1))
+    summary = {"best_step": 0, "best_metric": None, "final": final, "environment": run_environment(acc.num_processes)}
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
 
 
 # --- results ---------------------------------------------------------------------------------------------------

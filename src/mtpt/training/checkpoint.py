@@ -104,6 +104,13 @@ def environment_versions() -> dict[str, str]:
     return versions
 
 
+def run_environment(processes: int = 1) -> dict[str, Any]:
+    """What a run's numbers depend on beyond its config, for its results.json: package versions, code commit,
+    torch's CPU thread count (fp32 sums are reduced in another order with another count, so last digits can
+    differ) and the number of processes."""
+    return {**environment_versions(), "torch_threads": torch.get_num_threads(), "processes": processes}
+
+
 def _git_sha() -> str:
     try:
         out = subprocess.run(

@@ -28,7 +28,8 @@ from mtpt.methods.contract import ExtraLosses, LossContext, ParamGroups, StepCal
 from mtpt.model import SoftPromptModel, task_loss
 from mtpt.precision import make_accelerator
 from mtpt.runtime import RunParts, build_run
-from mtpt.training.checkpoint import environment_versions, load_method_state, load_trainer_state, save_checkpoint
+from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
+                                     save_checkpoint)
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets, mean_metric
 from mtpt.training.sampling import MixtureSampler, mixing_weights
 
@@ -291,7 +292,8 @@ class Trainer:
             sets = self.eval_sets if split == "validation" else load_eval_sets(self.parts, split)
             result.final[split] = evaluate_sets(self.unwrapped, self.parts, sets, self.acc)
         if self.acc.is_main_process:
-            summary = {"best_step": result.best_step, "best_metric": result.best_metric, "final": result.final}
+            summary = {"best_step": result.best_step, "best_metric": result.best_metric, "final": result.final,
+                       "environment": run_environment(self.acc.num_processes)}
             (self.run_dir / "results.json").write_text(json.dumps(summary, indent=1))
         if self.tb is not None:
             self.tb.close()

@@ -94,7 +94,7 @@ def _search(parts, method, candidates) -> GridResult:
 
 def _write_run(parts, method, result: GridResult) -> None:
     from mtpt.config import dump_yaml, to_plain
-    from mtpt.training.checkpoint import environment_versions, save_checkpoint
+    from mtpt.training.checkpoint import environment_versions, run_environment, save_checkpoint
 
     run_dir, config = result.run_dir, parts.config
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def _write_run(parts, method, result: GridResult) -> None:
     save_checkpoint(run_dir / "checkpoints" / "best", method, meta)
     (run_dir / "grid.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.grid))
     summary = {"best_step": 0, "best_metric": result.best_metric, "best_lambdas": result.best_lambdas,
-               "final": result.final}
+               "final": result.final, "environment": run_environment()}
     (run_dir / "results.json").write_text(json.dumps(summary, indent=1))
 
 
