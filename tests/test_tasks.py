@@ -19,6 +19,7 @@ from mtpt.tasks import (
     list_tasks,
     load_spec,
     mean_std,
+    seed_spread,
     render_task_table,
     resolve_data_root,
     split_suite,
@@ -243,6 +244,7 @@ def test_mean_std():
     assert mean_std([5.0]) == (5.0, 0.0)
     assert format_mean_std([80, 82, 84]) == "82.0 ± 1.6"
     assert format_mean_std([80]) == "80.0"  # one seed: no spread to report
+    assert seed_spread([80.0]) == (80.0, None) and seed_spread([80.0, 84.0]) == (82.0, 2.0)
     with pytest.raises(ValueError):
         mean_std([])
 

@@ -365,7 +365,7 @@ def _evaluate_only(parts) -> None:
 # --- results ---------------------------------------------------------------------------------------------------
 def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> list[dict[str, Any]]:
     """One row per (method, target) with finished cells: per-seed scores, mean ± std, trainable parameters."""
-    from mtpt.tasks.kshot import mean_std
+    from mtpt.tasks.kshot import seed_spread
 
     rows = []
     for label in methods or list(config.methods):
@@ -382,9 +382,7 @@ def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> li
                     params = json.loads((folder / "params.json").read_text())
             if not scores:
                 continue
-            mean, std = mean_std(scores.values())
-            if len(scores) == 1:
-                std = None  # one seed has no spread: leave it unknown rather than report 0
+            mean, std = seed_spread(scores.values())
             rows.append({"method": label, "name": config.methods[label]["name"], "task": target, "mean": mean,
                          "std": std, "seeds": len(scores), "scores": scores,
                          "trainable": params and params["trainable"], "per_task": params and params["per_task"],

@@ -24,7 +24,7 @@ from .base import (
     TaskDataError,
     resolve_data_root,
 )
-from .kshot import format_mean_std, mean_std, stratified_kshot
+from .kshot import format_mean_std, mean_std, seed_spread, stratified_kshot
 from .protocols import SuiteSplit, split_suite
 from .registry import get_task, list_tasks, register, render_task_table
 from .user_spec import load_spec, validate_spec
@@ -43,6 +43,7 @@ __all__ = [
     "list_tasks",
     "load_spec",
     "mean_std",
+    "seed_spread",
     "register",
     "render_task_table",
     "resolve_data_root",

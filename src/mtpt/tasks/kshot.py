@@ -164,8 +164,14 @@ def mean_std(values: Iterable[float], ddof: int = 0) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def seed_spread(values: Iterable[float]) -> tuple[float, float | None]:
+    """Mean and population std of per-seed scores for reporting: a single seed's std is unknown (None), not 0."""
+    vals = list(values)
+    mean, std = mean_std(vals)
+    return mean, (std if len(vals) > 1 else None)
+
+
 def format_mean_std(values: Iterable[float], digits: int = 1) -> str:
     """``"85.3 ± 1.2"`` for a list of per-seed scores; a single score is printed alone (it has no spread)."""
-    vals = list(values)
-    m, s = mean_std(vals)
-    return f"{m:.{digits}f}" if len(vals) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+    m, s = seed_spread(values)
+    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
