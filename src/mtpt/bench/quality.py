@@ -158,6 +158,12 @@ def source_stage_dir(config: QualityConfig, method: dict[str, Any]) -> Path:
     return Path(config.out) / "source-stages" / f"{method['name']}-{digest}"
 
 
+def section_source_stage(config: QualityConfig, options: dict[str, Any], library: str) -> tuple[dict[str, Any], Path]:
+    """The filled method options of a section's ``source_stage`` and the folder its run lives in."""
+    method = _own_prompt_length(fill_options(options["source_stage"], library), config.prompt_length)
+    return method, source_stage_dir(config, method)
+
+
 def target_stage1_dir(config: QualityConfig, target: str, seed: int) -> Path:
     """``target-stage1/<target>/seed-<s>-steps<n>-lr<lr>``: steps and lr in the name, so that changing them in the
     config trains a new run instead of reusing a stale one."""
@@ -256,8 +262,7 @@ class Bench:
         """The multi-task source-stage run of a method section (trained once, on the library sources, and shared by
     every section with the same source-stage options)."""
         cfg = self.config
-        method = _own_prompt_length(fill_options(options["source_stage"], library), cfg.prompt_length)
-        run_dir = source_stage_dir(cfg, method)
+        method, run_dir = section_source_stage(cfg, options, library)
         if not (run_dir / "results.json").exists():
             run = RunConfig(backbone=cfg.backbone, tasks=list(cfg.library.sources), method=method,
                             data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
@@ -451,8 +456,7 @@ def source_stage_lines(config: QualityConfig) -> list[str]:
     stages: dict[Path, list[str]] = {}
     for label, options in config.methods.items():
         if "source_stage" in options:
-            method = _own_prompt_length(fill_options(options["source_stage"], str(library)), config.prompt_length)
-            stages.setdefault(source_stage_dir(config, method), []).append(label)
+            stages.setdefault(section_source_stage(config, options, str(library))[1], []).append(label)
     done = [(folder, labels) for folder, labels in stages.items() if (folder / "results.json").exists()]
     if done:
         lines += ["", "Multi-task source stages (validation score of the best checkpoint, per source):", "",
