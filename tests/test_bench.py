@@ -168,6 +168,21 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     assert not [line for line in capsys.readouterr().out.splitlines() if " seed " in line]
 
 
+def test_methods_without_transfer_run_before_the_library_exists(quality_config, capsys):
+    from mtpt.bench.quality import needs_library
+
+    path, out = quality_config
+    assert bench("quality", str(path), "--methods", "zero_shot", "pt", "--seeds", "1") == 0
+    statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
+    assert statuses == ["evaluated", "trained"]
+    assert not (out / "library").exists() and "| pt |" in (out / "results.md").read_text()
+    assert not needs_library({"name": "pt", "init": "sample_vocab"})
+    for options in ({"name": "pt", "init": "from_file", "init_path": "{library}"}, {"name": "spot"}, {"name": "attempt"},
+                    {"name": "dtvg", "target_prompt": "{target_stage1}"},
+                    {"name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}}):
+        assert needs_library(options), options
+
+
 def test_quality_rejects_unknown_method_selector(quality_config):
     from mtpt.errors import MtptError
 

@@ -210,6 +210,16 @@ def fill_options(options: dict[str, Any], library: str, source_run: str = "") ->
     return filled
 
 
+def needs_library(options: dict[str, Any]) -> bool:
+    """Whether a method section transfers from the source library (directly, through a multi-task source stage or
+    through ``{target_stage1}``, which starts from the library's P_init)."""
+    from mtpt.methods.registry import get_method
+
+    names = {f.name for f in fields(get_method(str(options["name"])).config_cls)}
+    return ("source_stage" in options or "source_library" in names
+            or any(_mentions(options, p) for p in ("{library}", "{source_run}", TARGET_STAGE1)))
+
+
 def _own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
     """Give the shared prompt length to methods whose own default is a number (PT); the others take theirs from
     the library or their source run, which were built with the same length."""
@@ -284,9 +294,10 @@ class Bench:
     def run(self, methods=None, targets=None, seeds=None) -> list[dict[str, Any]]:
         """Every selected cell: skipped when finished, else trained; returns one status row per cell."""
         cfg = self.config
-        library = self.ensure_library()
         for label in methods or list(cfg.methods):
             options = cfg.methods[label]
+            # zero-shot and PT from a vocabulary init need no source library: their cells run before it exists
+            library = self.ensure_library() if needs_library(options) else ""
             source_run = self.ensure_source_stage(label, options, library) if "source_stage" in options else ""
             method = _own_prompt_length(fill_options(options, library, source_run), cfg.prompt_length)
             for target in section_targets(cfg, label, targets):
