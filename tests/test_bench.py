@@ -170,6 +170,7 @@ def test_quality_smoke_and_resume(quality_config, capsys):
 
 def test_methods_without_transfer_run_before_the_library_exists(quality_config, capsys):
     from mtpt.bench.quality import needs_library
+    from mtpt.errors import MtptError
 
     path, out = quality_config
     assert bench("quality", str(path), "--methods", "zero_shot", "pt", "--seeds", "1") == 0
@@ -177,10 +178,26 @@ def test_methods_without_transfer_run_before_the_library_exists(quality_config, 
     assert statuses == ["evaluated", "trained"]
     assert not (out / "library").exists() and "| pt |" in (out / "results.md").read_text()
     assert not needs_library({"name": "pt", "init": "sample_vocab"})
+
+    # a finished cell is not skipped once the config gives it another protocol: the table would mix them
+    config = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**config, "steps": 2}, sort_keys=False))
+    with pytest.raises(MtptError, match=r"seed-1 finished with another configuration .*train\.steps: 1 -> 2"):
+        bench("quality", str(path), "--methods", "pt", "--seeds", "1")
+    assert bench("quality", str(path), "--methods", "zero_shot", "--seeds", "1") == 0  # records no run config
     for options in ({"name": "pt", "init": "from_file", "init_path": "{library}"}, {"name": "spot"}, {"name": "attempt"},
                     {"name": "dtvg", "target_prompt": "{target_stage1}"},
                     {"name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}}):
         assert needs_library(options), options
+
+
+def test_changed_fields_ignores_fields_only_one_side_has():
+    from mtpt.bench.quality import changed_fields
+
+    recorded = {"train": {"steps": 50, "lr": 0.03}, "data": {"kshot": 16}, "removed": 1}
+    planned = {"train": {"steps": 50, "lr": 0.01}, "data": {"kshot": 16, "added": True}}
+    assert changed_fields(recorded, planned) == ["train.lr: 0.03 -> 0.01"]
+    assert changed_fields(recorded, recorded) == []
 
 
 def test_quality_rejects_unknown_method_selector(quality_config):

@@ -231,6 +231,34 @@ def _own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
     return options
 
 
+def refuse_changed_run(planned: RunConfig) -> None:
+    """Raise when ``planned.output_dir`` holds a finished run recorded with another config: reusing it would
+    silently mix protocols in the table (e.g. after editing ``kshot`` or ``steps``). Zero-shot cells train
+    nothing and record no run config, so there is nothing to compare."""
+    import yaml
+
+    from mtpt.config import to_plain
+
+    out = Path(planned.output_dir)
+    saved = out / "config.yaml"
+    if not (out / "results.json").exists() or not saved.exists():
+        return
+    changed = changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned))
+    if changed:
+        raise MtptError(f"{out} finished with another configuration than the benchmark config now gives "
+                        f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
+                        f"or restore the config.")
+
+
+def changed_fields(recorded: Any, planned: Any, path: str = "") -> list[str]:
+    """``"field: recorded -> planned"`` for every value that differs. Fields only one side has are ignored: a
+    field added to mtpt later (or removed) says nothing about the protocol the cell ran with."""
+    if isinstance(recorded, dict) and isinstance(planned, dict):
+        return [line for key in recorded.keys() & planned.keys()
+                for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key))]
+    return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]
+
+
 # --- running ---------------------------------------------------------------------------------------------------
 class Bench:
     """Runs the cells of one :class:`QualityConfig`, loading the backbone only when something must train."""
@@ -273,11 +301,12 @@ class Bench:
     every section with the same source-stage options)."""
         cfg = self.config
         method, run_dir = section_source_stage(cfg, options, library)
+        run = RunConfig(backbone=cfg.backbone, tasks=list(cfg.library.sources), method=method,
+                        data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
+                        train=replace(cfg.train, steps=cfg.library.steps, eval_every=_source_eval_every(cfg)),
+                        eval=replace(cfg.eval, final_splits=["validation"]), output_dir=str(run_dir))
+        refuse_changed_run(run)
         if not (run_dir / "results.json").exists():
-            run = RunConfig(backbone=cfg.backbone, tasks=list(cfg.library.sources), method=method,
-                            data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
-                            train=replace(cfg.train, steps=cfg.library.steps, eval_every=_source_eval_every(cfg)),
-                            eval=replace(cfg.eval, final_splits=["validation"]), output_dir=str(run_dir))
             self._run(run, count_params=False)
         return str(run_dir)
 
@@ -304,11 +333,17 @@ class Bench:
                 for seed in seeds or cfg.seeds:
                     out = cell_dir(cfg, label, target, seed)
                     if (out / "results.json").exists():
+                        self.check_unchanged(out, method, target, seed)
                         self.log.append({"method": label, "target": target, "seed": seed, "status": "skipped"})
                         continue
                     status = self._run(self.cell_config(self._cell_method(method, target, seed), target, seed, out))
                     self.log.append({"method": label, "target": target, "seed": seed, "status": status})
         return self.log
+
+    def check_unchanged(self, out: Path, method: dict[str, Any], target: str, seed: int) -> None:
+        """Refuse to skip a finished cell whose recorded config differs from the one the config now gives."""
+        planned = _substitute(method, {TARGET_STAGE1: str(target_stage1_dir(self.config, target, seed))})
+        refuse_changed_run(self.cell_config(planned, target, seed, out))
 
     def _cell_method(self, method: dict[str, Any], target: str, seed: int) -> dict[str, Any]:
         """The cell's method options, with ``{target_stage1}`` replaced by its (trained once) run folder."""
@@ -326,6 +361,7 @@ class Bench:
         base = self.cell_config({"name": "pt"}, target, seed, target_stage1_dir(cfg, target, seed))
         run = target_run_config(base, SourceLibrary.open(library_path(cfg)), cfg.target_stage1.steps,
                                 cfg.target_stage1.lr or cfg.train.lr, base.output_dir)
+        refuse_changed_run(run)
         return str(ensure_target_run(run, self.backbone))
 
     def _run(self, run: RunConfig, count_params: bool = True) -> str:
