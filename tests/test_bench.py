@@ -192,7 +192,7 @@ def test_methods_without_transfer_run_before_the_library_exists(quality_config, 
 
 
 def test_changed_fields_ignores_fields_only_one_side_has():
-    from mtpt.bench.quality import changed_fields
+    from mtpt.runs import changed_fields
 
     recorded = {"train": {"steps": 50, "lr": 0.03}, "data": {"kshot": 16}, "removed": 1}
     planned = {"train": {"steps": 50, "lr": 0.01}, "data": {"kshot": 16, "added": True}}

@@ -303,6 +303,25 @@ def test_checkpoint_holds_the_fixed_prompt_and_rebuilds_without_stage1(trained_r
     assert not torch.equal(method.target_prompt.detach(), finished_run_prompt(trained_run / "stage1"))  # P_t trained
 
 
+def test_a_finished_stage1_is_reused_without_a_backbone_and_refused_after_a_change(trained_run):
+    from dataclasses import replace
+
+    from mtpt.config import load_yaml, run_config_from_dict
+    from mtpt.library.target_run import ensure_target_run
+
+    recorded = run_config_from_dict(load_yaml(trained_run / "stage1" / "config.yaml"))
+
+    def no_backbone():
+        raise AssertionError("a finished stage-I run must not load a backbone")
+
+    assert ensure_target_run(recorded, no_backbone) == trained_run / "stage1"
+    changed = replace(recorded, train=replace(recorded.train, lr=recorded.train.lr * 2))
+    with pytest.raises(MtptError, match=r"another configuration .*train\.lr"):
+        ensure_target_run(changed, no_backbone)
+    resumable = replace(recorded, train=replace(recorded.train, resume=not recorded.train.resume))
+    assert ensure_target_run(resumable, no_backbone) == trained_run / "stage1"  # bookkeeping fields are not compared
+
+
 def test_a_resumed_run_continues_the_group_history(lib, backbone, tmp_path):
     register_fixture_tasks()
     method = {"name": "dtvg", "source_library": lib, "stage1_steps": 1, "ablation": "fixed_group"}

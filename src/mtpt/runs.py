@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
 
@@ -77,6 +78,41 @@ def export_run(run_dir, out, fmt="peft", task=None, which="best", backbone=None)
         save_prompt(prompt, out)
         return Path(out)
     return export_peft_prompt(prompt, out, parts.backbone.model, parts.backbone.name)
+
+
+# fields that change where or how a run is logged or resumed, not what it trains or measures
+BOOKKEEPING_FIELDS = frozenset({"output_dir", "train.resume", "train.log_every", "train.tensorboard",
+                                "eval.batch_size"})
+
+
+def refuse_changed_run(planned) -> None:
+    """Raise when ``planned.output_dir`` (a :class:`~mtpt.config.RunConfig`) holds a finished run recorded with
+    another config: reusing it would silently mix protocols (e.g. after editing ``kshot`` or ``steps``). A run
+    that recorded no config (zero-shot trains nothing) has nothing to compare; ``output_dir`` itself is not
+    compared (a moved folder holds the same run), nor are the fields of :data:`BOOKKEEPING_FIELDS`."""
+    import yaml
+
+    from mtpt.config import to_plain
+
+    out = Path(planned.output_dir)
+    saved = out / "config.yaml"
+    if not (out / "results.json").exists() or not saved.exists():
+        return
+    changed = [line for line in changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned))
+               if line.split(":", 1)[0] not in BOOKKEEPING_FIELDS]
+    if changed:
+        raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
+                        f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
+                        f"or restore the config.")
+
+
+def changed_fields(recorded: Any, planned: Any, path: str = "") -> list[str]:
+    """``"field: recorded -> planned"`` for every value that differs. Fields only one side has are ignored: a
+    field added to mtpt later (or removed) says nothing about the protocol the run was trained with."""
+    if isinstance(recorded, dict) and isinstance(planned, dict):
+        return [line for key in recorded.keys() & planned.keys()
+                for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key))]
+    return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]
 
 
 def _has_cuda() -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_config
 from mtpt.errors import MtptError
+from mtpt.runs import refuse_changed_run
 
 CELLS = "cells"
 TARGET_STAGE1 = "{target_stage1}"
@@ -231,34 +232,6 @@ def _own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
     return options
 
 
-def refuse_changed_run(planned: RunConfig) -> None:
-    """Raise when ``planned.output_dir`` holds a finished run recorded with another config: reusing it would
-    silently mix protocols in the table (e.g. after editing ``kshot`` or ``steps``). Zero-shot cells train
-    nothing and record no run config, so there is nothing to compare."""
-    import yaml
-
-    from mtpt.config import to_plain
-
-    out = Path(planned.output_dir)
-    saved = out / "config.yaml"
-    if not (out / "results.json").exists() or not saved.exists():
-        return
-    changed = changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned))
-    if changed:
-        raise MtptError(f"{out} finished with another configuration than the benchmark config now gives "
-                        f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
-                        f"or restore the config.")
-
-
-def changed_fields(recorded: Any, planned: Any, path: str = "") -> list[str]:
-    """``"field: recorded -> planned"`` for every value that differs. Fields only one side has are ignored: a
-    field added to mtpt later (or removed) says nothing about the protocol the cell ran with."""
-    if isinstance(recorded, dict) and isinstance(planned, dict):
-        return [line for key in recorded.keys() & planned.keys()
-                for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key))]
-    return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]
-
-
 # --- running ---------------------------------------------------------------------------------------------------
 class Bench:
     """Runs the cells of one :class:`QualityConfig`, loading the backbone only when something must train."""
@@ -361,8 +334,7 @@ class Bench:
         base = self.cell_config({"name": "pt"}, target, seed, target_stage1_dir(cfg, target, seed))
         run = target_run_config(base, SourceLibrary.open(library_path(cfg)), cfg.target_stage1.steps,
                                 cfg.target_stage1.lr or cfg.train.lr, base.output_dir)
-        refuse_changed_run(run)
-        return str(ensure_target_run(run, self.backbone))
+        return str(ensure_target_run(run, lambda: self.backbone))
 
     def _run(self, run: RunConfig, count_params: bool = True) -> str:
         """Train a run (or, for a method with nothing to train, only evaluate it) and record its parameters."""

@@ -8,8 +8,10 @@ once per target and seed and hands it to every method that needs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mtpt.errors import MtptError
 from mtpt.library.format import INIT_FILE, SourceLibrary
@@ -33,13 +35,19 @@ def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_d
                      train=train, eval=replace(base.eval, final_splits=[]), output_dir=str(run_dir))
 
 
-def ensure_target_run(run_config, backbone) -> Path:
-    """Train the run unless it has finished already (an interrupted one resumes from its last checkpoint)."""
+def ensure_target_run(run_config, backbone: Callable[[], Any]) -> Path:
+    """Train the run unless it has finished already (an interrupted one resumes from its last checkpoint).
+
+    ``backbone`` is called only when the run must train, so reusing a finished run loads no model. A finished
+    run recorded with another config than ``run_config`` is an error (:func:`mtpt.runs.refuse_changed_run`),
+    not silently reused."""
+    from mtpt.runs import refuse_changed_run
     from mtpt.training.loop import train
 
     run_dir = Path(run_config.output_dir)
+    refuse_changed_run(run_config)
     if not (run_dir / "results.json").exists():
-        train(run_config, backbone=backbone)
+        train(run_config, backbone=backbone())
     return run_dir
 
 

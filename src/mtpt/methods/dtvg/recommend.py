@@ -88,13 +88,16 @@ def _short_run(args, library: SourceLibrary, target: str) -> tuple[Tensor, str]:
     base = replace(base, backbone=args.backbone or library.backbone, tasks=[target], data=data, train=train)
     out = Path(args.out or Path("runs") / "recommend" / target)
     run_config = target_run_config(base, library, args.steps, args.lr or base.train.lr, out)
-    backbone = None
-    if not (out / "results.json").exists():
+
+    def checked_backbone():
+        # called only when the stage-I run must train: a finished one is reused without loading a model
         backbone = load_backbone(base.backbone)
         library.check_compatible(backbone.name, backbone.weights_hash, None, backbone.hidden_size)
         print(f"stage-I run on {target}: {run_config.train.steps} steps, lr {run_config.train.lr:g}, batch "
               f"{run_config.train.batch_size}, from the library's P_init -> {out}")
-    ensure_target_run(run_config, backbone)
+        return backbone
+
+    ensure_target_run(run_config, checked_backbone)
     return finished_run_prompt(out), str(out)
 
 

@@ -94,7 +94,7 @@ def target_prompt(config: DtvgConfig, library: SourceLibrary, ctx: BuildContext)
         run_dir = Path(ctx.extras.get("output_dir") or run_config.output_dir) / STAGE1_DIR
         short = target_run_config(run_config, library, config.stage1_steps or run_config.train.steps,
                                   config.stage1_lr or run_config.train.lr, run_dir)
-        ensure_target_run(short, run_backbone(ctx, run_config.backbone))
+        ensure_target_run(short, lambda: run_backbone(ctx, run_config.backbone))
         prompt, origin = finished_run_prompt(run_dir), str(run_dir)
     if tuple(prompt.shape) != (library.prompt_length, library.hidden_size):
         raise MtptError(f"The stage-I target prompt {origin} has shape {tuple(prompt.shape)}; the library's prompts "

@@ -75,4 +75,4 @@ def _retrieval_run(config: SpotConfig, library: SourceLibrary, ctx: BuildContext
         raise MtptError(f"retrieval_steps must be at least 1, got {config.retrieval_steps}.")
     short = target_run_config(run_config, library, config.retrieval_steps,
                               config.retrieval_lr or run_config.train.lr, run_dir)
-    ensure_target_run(short, run_backbone(ctx, run_config.backbone))
+    ensure_target_run(short, lambda: run_backbone(ctx, run_config.backbone))
