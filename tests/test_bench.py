@@ -264,6 +264,27 @@ def test_results_table_shows_no_std_for_a_single_seed(tmp_path):
     assert (tmp_path / "plot.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_paired_column_compares_only_the_cells_both_methods_have():
+    from mtpt.bench.quality import QualityConfig, paired_difference, render
+
+    def row(method, task, scores):
+        return {"method": method, "task": task, "mean": sum(scores.values()) / len(scores), "std": None,
+                "seeds": len(scores), "scores": scores, "trainable": 10}
+
+    rows = [row("pt", "rte", {13: 50.0, 21: 60.0}), row("pt", "cb", {13: 40.0}),
+            row("dtvg", "rte", {13: 55.0, 21: 58.0, 42: 99.0}), row("dtvg", "cb", {13: 46.0}),
+            row("spot", "mrpc", {13: 70.0})]
+    # seed 42 on rte and spot's mrpc have no pt cell: they are not compared
+    assert paired_difference(rows, "dtvg", "pt") == pytest.approx((3.0, 2, 3))
+    assert paired_difference(rows, "spot", "pt") is None
+    config = QualityConfig(methods={label: {"name": label} for label in ("pt", "dtvg", "spot")})
+    text = render(config, rows)
+    assert "vs pt: Δ (wins/cells)" in text
+    assert "| dtvg | " in text and "| +3.0 (2/3) | 10 |" in text
+    assert [line for line in text.splitlines() if line.startswith("| pt |")][0].endswith("| - | 10 |")
+    assert "vs pt" not in render(QualityConfig(methods=config.methods, baseline=""), rows)
+
+
 # --- mtpt bench docs: pasted tables stay identical to the files the benchmarks wrote --------------------------
 def test_bench_docs_refills_a_generated_block_and_check_reports_stale_ones(tmp_path, capsys):
     (tmp_path / "results").mkdir()

@@ -31,9 +31,10 @@ def demote_headings(text: str, level: int | None) -> str:
                      for line in text.splitlines())
 
 
-def render(page: Path) -> str:
-    """The page's text with every generated block refilled from its file."""
-    lines = page.read_text(encoding="utf-8").splitlines()
+def render(page: Path, text: str | None = None) -> str:
+    """The page's text (``text``, read from ``page`` when None) with every generated block refilled from its
+    file; ``page`` also anchors the blocks' relative paths."""
+    lines = (page.read_text(encoding="utf-8") if text is None else text).splitlines()
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -65,8 +66,9 @@ def _block_end(page: Path, lines: list[str], start: int) -> int:
 
 def refresh(page: Path, check: bool = False) -> bool:
     """Refill the page's generated blocks; returns True when they were stale. ``check`` writes nothing."""
-    text = render(page)
-    stale = text != page.read_text(encoding="utf-8")
+    current = page.read_text(encoding="utf-8")
+    text = render(page, current)
+    stale = text != current
     if stale and not check:
         page.write_text(text, encoding="utf-8")
     return stale

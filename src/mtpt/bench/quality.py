@@ -99,6 +99,9 @@ class QualityConfig:
     """Method sections by row label: {label: {name: <method>, ...options, source_stage: {...}}}."""
     report_split: str = "test"
     """Split whose scores go into the results table."""
+    baseline: str = "pt"
+    """Row label every other row is compared with cell by cell (same task and seed) in the table's paired
+    column; empty = no paired column."""
     data: DataConfig = field(default_factory=lambda: DataConfig(max_eval_examples=500))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -196,14 +199,19 @@ def _mentions(value: Any, placeholder: str) -> bool:
     return False
 
 
+def _method_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """The option names of the method a section names, with their defaults."""
+    from mtpt.methods.registry import get_method
+
+    return {f.name: f.default for f in fields(get_method(str(options["name"])).config_cls)}
+
+
 def fill_options(options: dict[str, Any], library: str, source_run: str = "") -> dict[str, Any]:
     """Replace ``{library}``/``{source_run}`` placeholders and fill an empty ``source_library``
     (``{target_stage1}`` is left for :meth:`Bench.run` to fill per cell)."""
-    from mtpt.methods.registry import get_method
-
     mapping = {"{library}": library, "{source_run}": source_run}
     filled = {k: _substitute(v, mapping) for k, v in options.items() if k not in SECTION_KEYS}
-    names = {f.name for f in fields(get_method(str(filled["name"])).config_cls)}
+    names = _method_defaults(filled)
     if "source_library" in names and not filled.get("source_library"):
         filled["source_library"] = library
     if "source_run" in names and source_run and not filled.get("source_run"):
@@ -214,9 +222,7 @@ def fill_options(options: dict[str, Any], library: str, source_run: str = "") ->
 def needs_library(options: dict[str, Any]) -> bool:
     """Whether a method section transfers from the source library (directly, through a multi-task source stage or
     through ``{target_stage1}``, which starts from the library's P_init)."""
-    from mtpt.methods.registry import get_method
-
-    names = {f.name for f in fields(get_method(str(options["name"])).config_cls)}
+    names = _method_defaults(options)
     return ("source_stage" in options or "source_library" in names
             or any(_mentions(options, p) for p in ("{library}", "{source_run}", TARGET_STAGE1)))
 
@@ -224,9 +230,7 @@ def needs_library(options: dict[str, Any]) -> bool:
 def _own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
     """Give the shared prompt length to methods whose own default is a number (PT); the others take theirs from
     the library or their source run, which were built with the same length."""
-    from mtpt.methods.registry import get_method
-
-    defaults = {f.name: f.default for f in fields(get_method(str(options["name"])).config_cls)}
+    defaults = _method_defaults(options)
     if isinstance(defaults.get("prompt_length"), int) and "prompt_length" not in options:
         return {**options, "prompt_length": length}
     return options
@@ -445,13 +449,18 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
     own = {label for label, options in config.methods.items() if options.get("targets") is not None}
     lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
              f"split {config.report_split}", ""]
-    lines += _table([r for r in rows if r["method"] not in own])
+    lines += _table([r for r in rows if r["method"] not in own], config.baseline)
     extra = [r for r in rows if r["method"] in own]
     if extra:
         lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
-        lines += _table(extra)
+        lines += _table(extra, "")
     lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds (none for a "
-              "single seed); trainable: parameters trained in the target run (mtpt.params)."]
+              "single seed); mean: the average of the row's task means, shown once the row has every task; "
+              "trainable: parameters trained in the target run (mtpt.params)."]
+    if any(r["method"] == config.baseline for r in rows):
+        lines.append(f"vs {config.baseline}: the row's score minus {config.baseline}'s, averaged over the (task, seed) "
+                     f"cells both rows have, and in how many of those cells the row scores higher: a paired "
+                     f"comparison, which the per-task means of rows with different cells are not.")
     for target, overrides in config.target_data.items():
         lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
     lines += source_stage_lines(config)
@@ -490,13 +499,35 @@ def source_stage_lines(config: QualityConfig) -> list[str]:
     return lines
 
 
-def _table(rows: list[dict[str, Any]]) -> list[str]:
+def paired_difference(rows: list[dict[str, Any]], label: str, baseline: str) -> tuple[float, int, int] | None:
+    """(mean of ``label``'s score minus ``baseline``'s, cells where ``label`` is higher, cells compared) over the
+    (task, seed) cells both rows have; None when they share none."""
+    cells: dict[str, dict[tuple[str, Any], float]] = {label: {}, baseline: {}}
+    for r in rows:
+        if r["method"] in cells:
+            cells[r["method"]].update({(r["task"], seed): score for seed, score in r["scores"].items()})
+    shared = cells[label].keys() & cells[baseline].keys()
+    if not shared:
+        return None
+    differences = [cells[label][key] - cells[baseline][key] for key in shared]
+    return sum(differences) / len(differences), sum(d > 0 for d in differences), len(differences)
+
+
+def _paired_cell(rows: list[dict[str, Any]], label: str, baseline: str) -> str:
+    paired = None if label == baseline else paired_difference(rows, label, baseline)
+    return "-" if paired is None else f"{paired[0]:+.1f} ({paired[1]}/{paired[2]})"
+
+
+def _table(rows: list[dict[str, Any]], baseline: str) -> list[str]:
     from mtpt.tasks.kshot import format_mean_std
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     labels = list(dict.fromkeys(r["method"] for r in rows))
     by_key = {(r["method"], r["task"]): r for r in rows}
-    lines = ["| method | " + " | ".join(tasks) + " | mean | trainable / task |", "|---" * (len(tasks) + 3) + "|"]
+    paired = baseline in labels
+    lines = ["| method | " + " | ".join(tasks) + " | mean | "
+             + (f"vs {baseline}: Δ (wins/cells) | " if paired else "") + "trainable / task |",
+             "|---" * (len(tasks) + 3 + paired) + "|"]
     for label in labels:
         cells, means = [], []
         for task in tasks:
@@ -506,7 +537,9 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
                 means.append(r["mean"])
         params = next((by_key[(label, t)]["trainable"] for t in tasks if (label, t) in by_key), None)
         average = f"{sum(means) / len(means):.1f}" if len(means) == len(tasks) else "-"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {average} | {'-' if params is None else f'{params:,}'} |")
+        versus = f"{_paired_cell(rows, label, baseline)} | " if paired else ""
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {average} | {versus}"
+                     f"{'-' if params is None else f'{params:,}'} |")
     return lines
 
 
