@@ -90,4 +90,4 @@ def two_process_toy_run(run_dir: str) -> None:
 
     from mtpt.training.loop import train
 
-    train(toy_config(Path(run_dir), steps=4))
+    train(toy_config(Path(run_dir), steps=4, precision="no"))

@@ -51,3 +51,15 @@ def test_trainer_config_accepts_auto():
     from mtpt.config import TrainConfig
 
     assert TrainConfig().precision == "auto"
+
+
+def test_one_process_can_make_accelerators_of_different_precisions():
+    """Accelerate refuses a second precision in a process; a benchmark or a test session trains several runs."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # explicit bf16 warns where it is emulated
+        assert precision.make_accelerator("no").mixed_precision == "no"
+        assert precision.make_accelerator("bf16").mixed_precision == "bf16"
+        assert precision.make_accelerator("bf16").mixed_precision == "bf16"
+    assert precision.make_accelerator("no").mixed_precision == "no"

@@ -54,5 +54,13 @@ def _warn_emulated_bf16() -> None:
 def make_accelerator(precision: str):
     """An Accelerator on the GPU when there is one, else the CPU, with the resolved autocast precision."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    return Accelerator(mixed_precision=resolve_precision(precision), cpu=not torch.cuda.is_available())
+    mixed = resolve_precision(precision)
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed:
+        # Accelerate keeps the first run's precision process-wide and refuses another one, but one process may
+        # train several runs (a benchmark, a library, a test session) with different precisions: forget the old
+        # state (the process group, kept in PartialState, stays).
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from accelerate import Accelerator
-
 from mtpt.backbones import Backbone
 from mtpt.config import load_yaml, run_config_from_dict
 from mtpt.errors import MtptError
 from mtpt.methods.contract import TaskPrompts
 from mtpt.peft_io import export_peft_prompt
+from mtpt.precision import make_accelerator
 from mtpt.prompt_io import save_prompt
 from mtpt.runtime import RunParts, build_run
 from mtpt.training.checkpoint import load_method_state
@@ -53,7 +52,7 @@ def evaluate_run(run_dir, which="best", splits=("test",), max_eval_examples=None
         parts.config.data.max_eval_examples = max_eval_examples
     if scorer is not None:
         parts.config.eval.scorer = scorer
-    acc = Accelerator(cpu=True) if not _has_cuda() else Accelerator()
+    acc = make_accelerator(parts.config.train.precision)  # the precision the run validated with
     parts.model.to(acc.device)
     results = {split: evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc) for split in splits}
     out = Path(run_dir) / f"eval_{which if which in ('best', 'last') else 'custom'}.json"
@@ -113,9 +112,3 @@ def changed_fields(recorded: Any, planned: Any, path: str = "") -> list[str]:
         return [line for key in recorded.keys() & planned.keys()
                 for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key))]
     return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
