@@ -157,6 +157,32 @@ def _hand_block(attn, seen, delta, gate):
     return F.linear(torch.cat(per_head, dim=-1), attn.o_proj.weight)
 
 
+def test_the_explicit_block_attention_equals_the_fused_kernel(monkeypatch):
+    """On the CPU in bf16 the block attention takes the explicit form (the fused backward is slow there): both
+    forms give the same output and gradients."""
+    from mtpt.methods.ta_lora import injection
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.k_proj, module.v_proj, module.head_dim = torch.nn.Linear(16, 8), torch.nn.Linear(16, 8), 4
+    query, delta = torch.randn(2, 4, 7, 4), torch.randn(2, 3, 16)
+    gate = torch.tensor([0.3])
+
+    def run(explicit: bool):
+        monkeypatch.setattr(injection, "_slow_fused_backward", lambda q: explicit)
+        q, d = query.clone().requires_grad_(), delta.clone().requires_grad_()
+        out = injection.delta_attention(module, q, d, 0.5, gate)
+        out.square().sum().backward()
+        return out.detach(), q.grad, d.grad
+
+    for fused, explicit in zip(run(False), run(True)):
+        torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-4)
+    monkeypatch.undo()
+    assert injection._slow_fused_backward(query.bfloat16()) and not injection._slow_fused_backward(query)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert injection._slow_fused_backward(query)
+
+
 def test_eager_base_implementation_is_wrapped_and_restored():
     backbone = tiny_backbone("llama")
     backbone.model.set_attn_implementation("eager")

@@ -100,14 +100,27 @@ def delta_attention(module: nn.Module, query: Tensor, delta: Tensor, scaling: fl
     repeats = query.shape[1] // keys.shape[1]  # grouped-query attention: share each kv head across its group
     keys, values = repeat_kv(keys, repeats).to(query.dtype), repeat_kv(values, repeats).to(query.dtype)
     values = values * torch.tanh(gate).to(query.dtype).view(1, -1, 1, 1)
-    if softcap is None:
+    if softcap is None and not _slow_fused_backward(query):
         # The fused kernel keeps no [B, H, T, L] score/probability tensors for backward (measured on SmolLM2,
         # fp32: the explicit form below, with the gate on the output, made a gated step 1.14x a PT step).
         return F.scaled_dot_product_attention(query, keys, values, scale=scaling).transpose(1, 2)
     scores = torch.matmul(query, keys.transpose(2, 3)) * scaling
-    scores = torch.tanh(scores / softcap) * softcap  # attention soft-capping has no fused kernel
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap  # attention soft-capping has no fused kernel
     probs = torch.softmax(scores.float(), dim=-1).to(values.dtype)
     return torch.matmul(probs, values).transpose(1, 2)
+
+
+def _slow_fused_backward(query: Tensor) -> bool:
+    """Whether the fused attention kernel's backward is the slow choice for the task block: on the CPU in bf16 /
+    fp16 it is (measured on a Xeon with AMX, SmolLM2 shapes: 10.4 ms per layer against 2.6 ms in fp32, a gated
+    step 1.31x a PT step), while the two small matmuls of the explicit form run on the bf16 units; the block is
+    L keys long, so the probabilities the explicit form keeps for backward are small."""
+    if query.device.type != "cpu":
+        return False
+    low = (torch.bfloat16, torch.float16)
+    # under autocast the kernel runs in the autocast dtype whatever the query's dtype
+    return query.dtype in low or (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in low)
 
 
 @dataclass(eq=False)
