@@ -32,7 +32,6 @@ from typing import Any
 
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_config
 from mtpt.errors import MtptError
-from mtpt.runs import refuse_changed_run
 
 CELLS = "cells"
 TARGET_STAGE1 = "{target_stage1}"
@@ -282,6 +281,8 @@ class Bench:
                         data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
                         train=replace(cfg.train, steps=cfg.library.steps, eval_every=_source_eval_every(cfg)),
                         eval=replace(cfg.eval, final_splits=["validation"]), output_dir=str(run_dir))
+        from mtpt.runs import refuse_changed_run
+
         refuse_changed_run(run)
         if not (run_dir / "results.json").exists():
             self._run(run, count_params=False)
@@ -319,6 +320,8 @@ class Bench:
 
     def check_unchanged(self, out: Path, method: dict[str, Any], target: str, seed: int) -> None:
         """Refuse to skip a finished cell whose recorded config differs from the one the config now gives."""
+        from mtpt.runs import refuse_changed_run
+
         planned = _substitute(method, {TARGET_STAGE1: str(target_stage1_dir(self.config, target, seed))})
         refuse_changed_run(self.cell_config(planned, target, seed, out))
 
