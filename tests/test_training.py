@@ -47,6 +47,7 @@ def test_a_run_writes_config_logs_checkpoints_and_results(tmp_path):
     environment = json.loads((run / "results.json").read_text())["environment"]
     assert environment["torch_threads"] == torch.get_num_threads() and environment["processes"] == 1
     assert {"torch", "transformers", "git_sha"} <= environment.keys()
+    assert environment["precision"] in ("no", "bf16") and environment["cpu"] and environment["cpu_kernels"]
     meta = json.loads((run / "checkpoints" / "best" / "meta.json").read_text())
     assert meta["method"] == "pt" and meta["tasks"] == ["toy-sentiment"] and "torch" in meta["versions"]
 

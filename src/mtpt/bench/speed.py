@@ -293,8 +293,11 @@ def machine_info() -> dict[str, Any]:
 
     import transformers
 
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "transformers": transformers.__version__}
+    from mtpt.training.checkpoint import cpu_model
+
+    return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "transformers": transformers.__version__}
 
 
 def _mib(value: int | None) -> str:

@@ -104,11 +104,27 @@ def environment_versions() -> dict[str, str]:
     return versions
 
 
-def run_environment(processes: int = 1) -> dict[str, Any]:
+def run_environment(processes: int = 1, precision: str | None = None) -> dict[str, Any]:
     """What a run's numbers depend on beyond its config, for its results.json: package versions, code commit,
     torch's CPU thread count (fp32 sums are reduced in another order with another count, so last digits can
-    differ) and the number of processes."""
-    return {**environment_versions(), "torch_threads": torch.get_num_threads(), "processes": processes}
+    differ), the number of processes, the autocast precision ``auto`` resolved to, and the CPU with the kernel
+    set torch uses on it (AVX2 and AVX-512 kernels round differently: a run regenerated on another CPU follows
+    another trajectory)."""
+    return {**environment_versions(), "torch_threads": torch.get_num_threads(), "processes": processes,
+            "precision": precision, "cpu": cpu_model(), "cpu_kernels": torch.backends.cpu.get_cpu_capability()}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, where ``platform.processor()`` is often empty)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _git_sha() -> str:

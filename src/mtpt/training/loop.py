@@ -293,7 +293,7 @@ class Trainer:
             result.final[split] = evaluate_sets(self.unwrapped, self.parts, sets, self.acc)
         if self.acc.is_main_process:
             summary = {"best_step": result.best_step, "best_metric": result.best_metric, "final": result.final,
-                       "environment": run_environment(self.acc.num_processes)}
+                       "environment": run_environment(self.acc.num_processes, self.acc.mixed_precision)}
             (self.run_dir / "results.json").write_text(json.dumps(summary, indent=1))
         if self.tb is not None:
             self.tb.close()

@@ -94,6 +94,7 @@ def _search(parts, method, candidates) -> GridResult:
 
 def _write_run(parts, method, result: GridResult) -> None:
     from mtpt.config import dump_yaml, to_plain
+    from mtpt.precision import resolve_precision
     from mtpt.training.checkpoint import environment_versions, run_environment, save_checkpoint
 
     run_dir, config = result.run_dir, parts.config
@@ -108,7 +109,8 @@ def _write_run(parts, method, result: GridResult) -> None:
     save_checkpoint(run_dir / "checkpoints" / "best", method, meta)
     (run_dir / "grid.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.grid))
     summary = {"best_step": 0, "best_metric": result.best_metric, "best_lambdas": result.best_lambdas,
-               "final": result.final, "environment": run_environment()}
+               "final": result.final,
+               "environment": run_environment(precision=resolve_precision(config.train.precision))}
     (run_dir / "results.json").write_text(json.dumps(summary, indent=1))
 
 
