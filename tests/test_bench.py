@@ -198,6 +198,8 @@ def test_changed_fields_ignores_fields_only_one_side_has():
     planned = {"train": {"steps": 50, "lr": 0.01}, "data": {"kshot": 16, "added": True}}
     assert changed_fields(recorded, planned) == ["train.lr: 0.03 -> 0.01"]
     assert changed_fields(recorded, recorded) == []
+    assert changed_fields(recorded, planned, ignore=frozenset({"train.lr"})) == []
+    assert changed_fields(recorded, planned, ignore=frozenset({"train.steps"})) == ["train.lr: 0.03 -> 0.01"]
 
 
 def test_quality_rejects_unknown_method_selector(quality_config):

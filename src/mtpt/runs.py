@@ -97,18 +97,21 @@ def refuse_changed_run(planned) -> None:
     saved = out / "config.yaml"
     if not (out / "results.json").exists() or not saved.exists():
         return
-    changed = [line for line in changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned))
-               if line.split(":", 1)[0] not in BOOKKEEPING_FIELDS]
+    changed = changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned), ignore=BOOKKEEPING_FIELDS)
     if changed:
         raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
                         f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
                         f"or restore the config.")
 
 
-def changed_fields(recorded: Any, planned: Any, path: str = "") -> list[str]:
-    """``"field: recorded -> planned"`` for every value that differs. Fields only one side has are ignored: a
-    field added to mtpt later (or removed) says nothing about the protocol the run was trained with."""
+def changed_fields(recorded: Any, planned: Any, path: str = "", ignore: frozenset[str] = frozenset()) -> list[str]:
+    """``"field: recorded -> planned"`` for every value that differs, except at the dotted paths in ``ignore``.
+    Fields only one side has are ignored too: a field added to mtpt later (or removed) says nothing about the
+    protocol the run was trained with."""
+    if path in ignore:
+        return []
     if isinstance(recorded, dict) and isinstance(planned, dict):
         return [line for key in recorded.keys() & planned.keys()
-                for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key))]
+                for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key),
+                                           ignore)]
     return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]

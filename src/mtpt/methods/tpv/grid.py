@@ -88,13 +88,12 @@ def _search(parts, method, candidates) -> GridResult:
         final[split] = evaluate_sets(parts.model, parts, split_sets, acc)
     result = GridResult(Path(config.output_dir), method.lambda_record(), value, grid, final)
     if acc.is_main_process:
-        _write_run(parts, method, result)
+        _write_run(parts, method, result, acc.mixed_precision)
     return result
 
 
-def _write_run(parts, method, result: GridResult) -> None:
+def _write_run(parts, method, result: GridResult, precision: str) -> None:
     from mtpt.config import dump_yaml, to_plain
-    from mtpt.precision import resolve_precision
     from mtpt.training.checkpoint import environment_versions, run_environment, save_checkpoint
 
     run_dir, config = result.run_dir, parts.config
@@ -109,8 +108,7 @@ def _write_run(parts, method, result: GridResult) -> None:
     save_checkpoint(run_dir / "checkpoints" / "best", method, meta)
     (run_dir / "grid.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.grid))
     summary = {"best_step": 0, "best_metric": result.best_metric, "best_lambdas": result.best_lambdas,
-               "final": result.final,
-               "environment": run_environment(precision=resolve_precision(config.train.precision))}
+               "final": result.final, "environment": run_environment(precision=precision)}
     (run_dir / "results.json").write_text(json.dumps(summary, indent=1))
 
 
