@@ -44,15 +44,16 @@ def test_speed_smoke(tmp_path):
     assert distill["excluded_ms"] > 0 and "excluded_ms" not in rows["mpt"]
     assert distill["with_excluded_vs_bare"] > distill["vs_bare"]
     assert distill["peft"] == "peft-mpt" and "inference" not in distill
-    gated = rows["ta_lora"]["gated_block"]  # the extra work of the gated attention, measured alone
-    assert gated["per_layer_ms"] > 0 and gated["layers"] == 2 and 0 < gated["fraction_of_step"]
-    assert "gated_block" not in rows["ta_lora_additive"]
+    skipped = rows["ta_lora"]["block_skipped"]  # the gated step against itself with the task block skipped
+    assert skipped["ms"] > 0 and skipped["layers"] == 2 and len(skipped["times_ms"]) == 2
+    assert skipped["block_factor"] > 0 and skipped["vs_bare"] > 0 and skipped["vs_peft"] > 0
+    assert "block_skipped" not in rows["ta_lora_additive"]
     assert set(report["grouping"]["results"]) == {"6", "26"}
     assert report["grouping"]["results"]["6"]["fraction_of_step"] > 0
     table = (out / "speed.md").read_text()
     assert "| dtvg |" in table and "DTVG grouping" in table and "Mixed-task inference" in table
     assert "mpt_distill: method ms leave out the teacher pass" in table
-    assert "ta_lora: the gated task-block attention alone" in table
+    assert "ta_lora: the same step with the task block skipped in its 2 layers" in table
 
 
 def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):
@@ -75,6 +76,39 @@ def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):
     with torch.no_grad():
         after = arm.model(arm.batch).logits
     torch.testing.assert_close(before, after)
+
+
+def test_block_skipped_arm_runs_the_gated_model_without_its_block_and_restores_it(tmp_path):
+    """While entered, the skipped arm computes what the gated model computes with its gates at 0 (the block adds
+    nothing); once it exits, the gated arm's block is back."""
+    from mtpt.backbones import load_backbone
+    from mtpt.bench.arms import BlockSkippedArm
+    from mtpt.bench.speed import SpeedSettings, build_method_arm
+    from mtpt.bench.synthetic import synthetic_library
+
+    backbone = load_backbone("tiny-llama")
+    settings = SpeedSettings(backbone="tiny-llama", batch=2, text_tokens=8, prompt_length=4)
+    library = str(synthetic_library(tmp_path / "lib", backbone, 4).root)
+    gated = build_method_arm("ta_lora", backbone, settings, library, tmp_path)
+    skipped = BlockSkippedArm(build_method_arm("ta_lora", backbone, settings, library, tmp_path))
+    skipped.method.load_state_dict(gated.method.state_dict())
+    assert skipped.method.theta0.requires_grad and not gated.method.theta0.requires_grad
+
+    def logits(arm, gates: float | None = None):
+        arm.enter()
+        try:
+            with torch.no_grad():
+                if gates is not None:
+                    arm.method.gates.fill_(gates)
+                return arm.model.eval()(arm.batch).logits
+        finally:
+            arm.exit()
+
+    with_block = logits(gated, gates=0.5)
+    skipped.method.gates.data.fill_(0.5)
+    torch.testing.assert_close(logits(skipped), logits(gated, gates=0.0))
+    assert not torch.allclose(logits(skipped), with_block)
+    torch.testing.assert_close(logits(gated, gates=0.5), with_block)  # the skip did not leak into the gated arm
 
 
 @pytest.fixture

@@ -219,6 +219,43 @@ class MethodArm(Arm):
             self.model.train()
 
 
+class BlockSkippedArm(MethodArm):
+    """TA-LoRA's gated step with the task block skipped in every layer: the gated attention implementation stays
+    attached (the attention-interface dispatch, the method's prompt and bookkeeping all run), but each layer returns
+    the base attention's output. Paired with the real gated step, it measures what the block itself costs inside a
+    step (cache state and all), which a block timed alone underestimates.
+
+    Without the block nothing trainable would reach the backbone and autograd would skip its backward, so this arm
+    trains the input prompt theta0 instead: the backward runs through every layer, as in the other arms.
+    """
+
+    def __init__(self, arm: MethodArm):
+        self._skip = contextlib.ExitStack()  # before MethodArm's __init__, which calls exit()
+        super().__init__(arm.name + " (block skipped)", arm.model, arm.backbone, arm.batch, arm.precision)
+        self.method.theta0.requires_grad_(True)
+        self.optimizer = torch.optim.AdamW(optimizer_groups(self.method, LR, 0.0))
+
+    def enter(self) -> None:
+        super().enter()
+        self._skip.enter_context(_block_skipped())
+
+    def exit(self) -> None:
+        self._skip.close()
+        super().exit()
+
+
+@contextlib.contextmanager
+def _block_skipped():
+    from mtpt.methods.ta_lora.injection import GatedDeltaAttention
+
+    original = GatedDeltaAttention.add_gated
+    GatedDeltaAttention.add_gated = lambda self, module, slot, query, out, kwargs: out  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        GatedDeltaAttention.add_gated = original  # type: ignore[method-assign]
+
+
 class PeftArm(Arm):
     """PEFT's own prompt tuning (``PromptTuningConfig``) or multitask prompt tuning (``MultitaskPromptTuningConfig``)
     on the same backbone and rows: the text and target tokens go in as ``input_ids`` and PEFT prepends its

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from mtpt.bench.arms import Arm, BareArm, MethodArm, PeftArm, autocast, timed
+from mtpt.bench.arms import Arm, BareArm, BlockSkippedArm, MethodArm, PeftArm, autocast, timed
 from mtpt.bench.synthetic import (
     TARGET_FILE,
     random_vectors,
@@ -126,11 +126,16 @@ def measure_method(name: str, backbone, settings: SpeedSettings, library: str, w
     arm = build_method_arm(name, backbone, settings, library, workdir)
     bare = BareArm(backbone, arm.batch, settings.precision, arm_prompt_length(arm))
     peft = _peft_arm(name, backbone, arm, settings, peft_arms)
-    arms = [a for a in (arm, bare, peft) if a is not None]
+    # TA-LoRA's gated attention: the same step with its task block skipped, to measure the block inside the step
+    skipped = (BlockSkippedArm(build_method_arm(name, backbone, settings, library, workdir))
+               if getattr(arm.method, "layer_indices", None) else None)
+    arms = [a for a in (arm, bare, peft, skipped) if a is not None]
     times, excluded = interleave(arms, settings.repeats)
     row: dict[str, Any] = {"method": name, "prompt_length": arm_prompt_length(arm),
                            "tasks": int(arm.batch.task_ids.max()) + 1}
-    for a in arms:
+    for a in (arm, bare, peft):
+        if a is None:
+            continue
         role = "method" if a is arm else ("bare" if a is bare else "peft")
         row[f"{role}_ms"] = statistics.median(times[a.name])
         row[f"{role}_times_ms"] = times[a.name]
@@ -145,38 +150,24 @@ def measure_method(name: str, backbone, settings: SpeedSettings, library: str, w
     row["bare_target"] = BARE_TARGET.get(name, BARE_TARGET_DEFAULT)
     row["peft"] = peft.name if peft is not None else None
     row["vs_peft"], row["vs_peft_iqr"] = paired_ratio(times[arm.name], times[peft.name]) if peft else (None, None)
+    if skipped is not None:
+        row["block_skipped"] = block_skipped_row(times, arm, skipped, bare, peft, settings.repeats)
     if name in MIXED_INFERENCE:
         row["inference"] = mixed_inference(arm, settings.repeats)
-    if getattr(arm.method, "layer_indices", None):  # TA-LoRA's gated attention: what the extra work costs alone
-        row["gated_block"] = gated_block_cost(arm, settings.repeats, row["method_ms"])
     return row
 
 
-def gated_block_cost(arm: MethodArm, repeats: int, step_ms: float) -> dict[str, Any]:
-    """TA-LoRA's task-block attention by itself: forward + backward of :func:`delta_attention` on one layer at
-    the step's shapes (queries of the whole prompt + text + target length), times the gated layers, as a share
-    of the step. It is work plain prompt tuning (and PEFT's) does not do, so it bounds how close to them a gated
-    step can get."""
-    from mtpt.methods.ta_lora.injection import attention_layers, delta_attention
-
-    layer = attention_layers(arm.backbone.model)[arm.method.layer_indices[0]]
-    config = arm.backbone.model.config
-    rows, length = arm.batch.input_ids.shape[0], arm_prompt_length(arm)
-    tokens = length + arm.batch.input_ids.shape[1] + arm.batch.target_ids.shape[1]
-    query = torch.randn(rows, config.num_attention_heads, tokens, layer.head_dim, requires_grad=True)
-    delta = torch.randn(rows, length, config.hidden_size, requires_grad=True)
-    gate = torch.full((1,), 0.5, requires_grad=True)
-
-    def one_layer():
-        with autocast(arm.precision):
-            out = delta_attention(layer, query, delta, layer.scaling, gate)
-        out.float().sum().backward()
-
-    one_layer()  # warm-up
-    per_layer = statistics.median(timed(one_layer) for _ in range(max(repeats, 20)))
-    layers = len(arm.method.layer_indices)
-    return {"per_layer_ms": per_layer, "layers": layers, "step_ms": step_ms,
-            "fraction_of_step": per_layer * layers / step_ms}
+def block_skipped_row(times: dict[str, list[float]], arm: MethodArm, skipped: Arm, bare: Arm, peft: Arm | None,
+                      repeats: int) -> dict[str, Any]:
+    """The gated step against the same step with its task block skipped (the block's own cost inside a step), and
+    the skipped step against bare and PEFT (what the rest of the method costs): the two factors of the miss."""
+    skipped_times = times[skipped.name]
+    row: dict[str, Any] = {"ms": statistics.median(skipped_times), "times_ms": skipped_times,
+                           "layers": len(arm.method.layer_indices)}
+    row["block_factor"], row["block_factor_iqr"] = paired_ratio(times[arm.name], skipped_times)
+    row["vs_bare"], row["vs_bare_iqr"] = paired_ratio(skipped_times, times[bare.name])
+    row["vs_peft"], row["vs_peft_iqr"] = paired_ratio(skipped_times, times[peft.name]) if peft else (None, None)
+    return row
 
 
 def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[float, list[float]]:
@@ -300,6 +291,10 @@ def machine_info() -> dict[str, Any]:
             "transformers": transformers.__version__}
 
 
+def _iqr(iqr: list[float]) -> str:
+    return f"{iqr[0]:.3f}–{iqr[1]:.3f}"
+
+
 def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.1f}"
 
@@ -342,11 +337,14 @@ def render(report: dict[str, Any]) -> str:
             lines += [f"{r['method']}: method ms leave out the teacher pass (a no-grad forward with the frozen "
                       f"teacher prompts, median {r['excluded_ms']:.1f} ms); with it the step is "
                       f"{r['with_excluded_vs_bare']:.3f}× bare (median of the per-round ratios).", ""]
-        if "gated_block" in r:  # TA-LoRA's gated attention: the work PT and PEFT do not do
-            b = r["gated_block"]
-            lines += [f"{r['method']}: the gated task-block attention alone (forward + backward, one layer at the "
-                      f"step's shapes) takes {b['per_layer_ms']:.2f} ms; × {b['layers']} layers = "
-                      f"{100 * b['fraction_of_step']:.1f}% of the step.", ""]
+        if "block_skipped" in r:  # TA-LoRA's gated attention: the block PT and PEFT do not have, measured in the step
+            b = r["block_skipped"]
+            peft = f", {b['vs_peft']:.3f}× PEFT [{_iqr(b['vs_peft_iqr'])}]" if b.get("vs_peft") else ""
+            lines += [f"{r['method']}: the same step with the task block skipped in its {b['layers']} layers (the "
+                      f"gated attention still attached, theta0 trained so that the backward still runs through "
+                      f"every layer) takes {b['ms']:.1f} ms, {b['vs_bare']:.3f}× bare [{_iqr(b['vs_bare_iqr'])}]"
+                      f"{peft}; the block makes the step {b['block_factor']:.3f}× "
+                      f"[{_iqr(b['block_factor_iqr'])}] of that.", ""]
     g = report["grouping"]
     lines += [f"## DTVG grouping (L={g['prompt_length']}, d={g['hidden_size']})", "",
               "| sources | ms per call | share of a DTVG step (target) |", "|---|---|---|"]
