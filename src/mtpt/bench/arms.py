@@ -226,7 +226,9 @@ class BlockSkippedArm(MethodArm):
     step (cache state and all), which a block timed alone underestimates.
 
     Without the block nothing trainable would reach the backbone and autograd would skip its backward, so this arm
-    trains the input prompt theta0 instead: the backward runs through every layer, as in the other arms.
+    trains the input prompt theta0 instead: the backward runs through every layer, as in the other arms. ``arm``
+    must be an instance of its own (not the measured gated arm): its method's theta0 is made trainable. The skip
+    patches the hook class while this arm is entered, and arms are entered one at a time.
     """
 
     def __init__(self, arm: MethodArm):
