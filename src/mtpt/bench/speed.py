@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from mtpt.bench.arms import Arm, BareArm, BlockSkippedArm, MethodArm, PeftArm, autocast, timed
+from mtpt.bench.arms import Arm, BareArm, BlockSkippedArm, MethodArm, PeftArm, timed
 from mtpt.bench.synthetic import (
     TARGET_FILE,
     random_vectors,
@@ -151,14 +151,14 @@ def measure_method(name: str, backbone, settings: SpeedSettings, library: str, w
     row["peft"] = peft.name if peft is not None else None
     row["vs_peft"], row["vs_peft_iqr"] = paired_ratio(times[arm.name], times[peft.name]) if peft else (None, None)
     if skipped is not None:
-        row["block_skipped"] = block_skipped_row(times, arm, skipped, bare, peft, settings.repeats)
+        row["block_skipped"] = block_skipped_row(times, arm, skipped, bare, peft)
     if name in MIXED_INFERENCE:
         row["inference"] = mixed_inference(arm, settings.repeats)
     return row
 
 
-def block_skipped_row(times: dict[str, list[float]], arm: MethodArm, skipped: Arm, bare: Arm, peft: Arm | None,
-                      repeats: int) -> dict[str, Any]:
+def block_skipped_row(times: dict[str, list[float]], arm: MethodArm, skipped: Arm, bare: Arm,
+                      peft: Arm | None) -> dict[str, Any]:
     """The gated step against the same step with its task block skipped (the block's own cost inside a step), and
     the skipped step against bare and PEFT (what the rest of the method costs): the two factors of the miss."""
     skipped_times = times[skipped.name]
