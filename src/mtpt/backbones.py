@@ -8,6 +8,7 @@ later loads take about a second and are bit-identical.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -17,7 +18,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent first conversions there are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 from transformers import (
@@ -159,9 +165,26 @@ def _converted_alias(alias: str) -> Path:
             f"Backbone {alias!r} needs the package {spec.package!r}, which is not installed. Run: {spec.install_hint}"
         ) from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    gguf_file = spec.locate(target.parent)
-    _convert_gguf(gguf_file, target)
+    # Several processes started together (benchmark lanes, `accelerate launch`) would each convert the same alias
+    # and all but the first fail to move their copy into place: the first converts, the others wait and reuse it.
+    with _exclusive(target.parent / f".{alias}.lock"):
+        if not (target / "config.json").exists():
+            _convert_gguf(spec.locate(target.parent), target)
     return target
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` across processes (where the OS has ``flock``; else no lock)."""
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert_gguf(gguf_file: Path, target: Path) -> None:
