@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from helpers import pt_model
-from mtpt.evaluation import RankNormalization, _rank_pairs, generate_answers, normalize_answer, rank_choices
+from mtpt.batching import Tokenizer
+from mtpt.evaluation import (RankNormalization, _cached_scores, _rank_pairs, _score_pairs, generate_answers,
+                             normalize_answer, rank_choices)
+from mtpt.model import SoftPromptModel
 from mtpt.tasks import Example
 
 
@@ -34,6 +38,63 @@ def test_mixed_length_choices_match_scoring_every_pair():
     for norm in RankNormalization:
         fast = rank_choices(model, tok, exs, [0] * 5, normalization=norm, batch_size=3).values
         assert fast == _rank_pairs(model, tok, exs, [0] * 5, choice_ids, 4, norm, "cpu")
+
+
+MIXED_CHOICES = ("a", " b c", "d", " e f g", "xy")
+
+
+def _scores_both_ways(model, tok, exs, ids, normalization):
+    """Scores from the cached continuation and from one full pass per (example, choice) pair."""
+    choice_ids = [[tok.target_ids(c, eos=False) for c in ex.choices] for ex in exs]
+    pairs = [(i, c) for i, row in enumerate(choice_ids) for c in range(len(row))]
+    longer = [(i, c) for i, c in pairs if len(choice_ids[i][c]) > 1]
+    cached = _cached_scores(model, tok, exs, ids, choice_ids, longer, 3, normalization, "cpu")
+    full = torch.full_like(cached, float("-inf"))
+    _score_pairs(model, tok, exs, ids, choice_ids, pairs, full, 4, normalization, "cpu")
+    return cached, full
+
+
+def _long_and_short_examples():
+    # inputs of 3 to 60 tokens: beyond the tiny Gemma 3's 16-token sliding window, and unequal padding per chunk
+    return [Example("w " * n + "?", "a", MIXED_CHOICES, 0, 0) for n in (1, 29, 6, 17, 3, 9, 12)]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3", "gpt2"])
+@pytest.mark.parametrize("normalization", list(RankNormalization))
+def test_cached_continuation_gives_the_scores_of_full_passes(arch, normalization):
+    """Continuing the input pass's key/value cache with a choice's later tokens scores it as running the whole
+    input again would (positions, padding, sliding-window layers), for every choice length."""
+    model, tok = pt_model(arch)
+    exs = _long_and_short_examples()
+    cached, full = _scores_both_ways(model, tok, exs, [0] * len(exs), normalization)
+    assert torch.isfinite(cached).all()
+    torch.testing.assert_close(cached, full, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_cached_continuation_runs_each_row_through_its_own_task_block(arch):
+    """TA-LoRA's gated attention reads a per-row task block set by the method's forward: the continuation of a
+    mixed-task batch must see, for each (example, choice) row, that example's block."""
+    from mtpt.methods.ta_lora.config import TaLoraConfig
+    from mtpt.methods.ta_lora.stages import build
+    from mtpt.runtime import build_context
+    from mtpt.testing import tiny_backbone
+
+    backbone = tiny_backbone(arch)
+    method = build(TaLoraConfig(prompt_length=4, rank=2), build_context(backbone, ["a", "b"], 0))
+    model = SoftPromptModel(backbone, method)
+    with torch.no_grad():
+        method.gates.copy_(torch.linspace(-2.0, 2.0, method.gates.numel()).view_as(method.gates))
+        method.fast_u.normal_(std=1.0)
+        method.fast_v.normal_(std=1.0)
+    tok = Tokenizer(backbone.tokenizer, max_input_tokens=128)
+    exs = _long_and_short_examples()
+    ids = [i % 2 for i in range(len(exs))]
+    cached, full = _scores_both_ways(model, tok, exs, ids, RankNormalization.SUM)
+    torch.testing.assert_close(cached, full, atol=1e-4, rtol=1e-4)
+    same_task = _scores_both_ways(model, tok, exs, [0] * len(exs), RankNormalization.SUM)[0]
+    assert not torch.allclose(cached[1::2], same_task[1::2], atol=1e-3)  # the task block matters here
+    model.detach_method()
 
 
 def test_sum_favours_short_answers_and_mean_scores_per_token():

@@ -36,6 +36,10 @@ class TokenBatch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def rows(self, index: Tensor) -> "TokenBatch":
+        """The batch of rows ``index`` (repeats allowed), padding unchanged."""
+        return TokenBatch(*(t[index] for t in (self.input_ids, self.input_mask, self.target_ids, self.target_mask, self.task_ids)))
+
 
 class Tokenizer:
     """Tokenises inputs and targets once, with the truncation rule above."""

@@ -15,15 +15,30 @@ positions are the last ``T + 1`` columns, which ``logits_to_keep`` selects befor
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from transformers import Cache
 
 from mtpt.backbones import Backbone
 from mtpt.batching import TokenBatch
 from mtpt.methods.contract import BackboneHooks, PromptBatch
+
+
+@dataclass
+class Prefix:
+    """A decoder-only pass over ``[left pads | prompt | input]`` kept to continue its rows (see
+    :meth:`SoftPromptModel.continue_prefix`)."""
+
+    batch: TokenBatch
+    cache: Cache
+    mask: Tensor
+    """``[B, L+N]`` attention mask of the cached columns."""
+    next_position: Tensor
+    """``[B]`` position id of the first token after the input."""
 
 
 @dataclass
@@ -134,6 +149,40 @@ class SoftPromptModel(nn.Module):
         hidden = out.decoder_hidden_states[-1] if want_hidden else None
         logits = out.logits if batch.target_ids.shape[1] else out.logits[:, :0]
         return logits, hidden
+
+    @torch.no_grad()
+    def encode_prefix(self, batch: TokenBatch) -> tuple[Tensor, Prefix]:
+        """Decoder-only: the logits after each row's input (``[B, V]``) and the cached pass that
+        :meth:`continue_prefix` extends. Rank scoring uses it to score multi-token choices without running the input
+        again for every choice."""
+        if self.is_encoder_decoder:
+            raise NotImplementedError("encode_prefix is for decoder-only backbones.")
+        text, prompts = self.prompts_for(batch)
+        embeds, mask, positions = place_prompts(prompts, text, batch.input_mask)
+        out = self.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                            logits_to_keep=1)
+        return out.logits[:, -1], Prefix(batch, out.past_key_values, mask, positions[:, -1] + 1)
+
+    @torch.no_grad()
+    def continue_prefix(self, prefix: Prefix, rows: Tensor, tokens: Tensor, token_mask: Tensor) -> Tensor:
+        """Logits ``[R, T, V]`` after each of ``tokens`` (``[R, T]``, right-padded per ``token_mask``) appended to
+        the input of prefix row ``rows[r]``: column ``j`` predicts the token after ``tokens[:, j]``. The prefix's
+        cache is copied, so one prefix serves any number of continuations."""
+        if isinstance(self.method, BackboneHooks):
+            # Hooks (TA-LoRA's gated attention) read per-row state the method sets in its forward: set it for
+            # exactly the rows this pass runs.
+            self.prompts_for(prefix.batch.rows(rows))
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_select_indices(rows)
+        positions = prefix.next_position[rows].unsqueeze(1) + torch.arange(tokens.shape[1], device=tokens.device)
+        out = self.backbone(
+            inputs_embeds=self.embed(tokens),
+            attention_mask=torch.cat([prefix.mask[rows], token_mask.to(prefix.mask.dtype)], dim=1),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return out.logits
 
     @torch.no_grad()
     def generate(self, batch: TokenBatch, max_new_tokens: int = 8) -> list[list[int]]:
