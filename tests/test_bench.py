@@ -321,6 +321,28 @@ def test_paired_column_compares_only_the_cells_both_methods_have():
     assert "vs pt" not in render(QualityConfig(methods=config.methods, baseline=""), rows)
 
 
+def test_rows_with_their_own_targets_are_compared_with_their_own_baseline():
+    """TA-LoRA's unseen-data row runs on source tasks, where the main baseline has no cells: its table compares it
+    with the row named by own_targets_baseline (PT on the same source k-shot data)."""
+    from mtpt.bench.quality import QualityConfig, render
+
+    def row(method, task, scores):
+        return {"method": method, "task": task, "mean": sum(scores.values()) / len(scores), "std": None,
+                "seeds": len(scores), "scores": scores, "trainable": 10}
+
+    own = {"targets": ["mnli"]}
+    methods = {"pt": {"name": "pt"}, "ta_lora_unseen_data": {"name": "ta_lora", **own},
+               "pt_unseen_data": {"name": "pt", **own}}
+    rows = [row("pt", "rte", {13: 50.0}), row("ta_lora_unseen_data", "mnli", {13: 40.0, 21: 36.0}),
+            row("pt_unseen_data", "mnli", {13: 38.0, 21: 37.0})]
+    text = render(QualityConfig(methods=methods, own_targets_baseline="pt_unseen_data"), rows)
+    own_table = text.split("Rows with their own targets")[1]
+    assert "vs pt_unseen_data: Δ (wins/cells)" in own_table
+    assert "| ta_lora_unseen_data | 38.0 ± 2.0 (n=2) | 38.0 | +0.5 (1/2) | 10 |" in own_table
+    assert "vs pt_unseen_data: the row's score minus" in text
+    assert "vs pt_unseen_data" not in render(QualityConfig(methods=methods), rows)
+
+
 # --- mtpt bench docs: pasted tables stay identical to the files the benchmarks wrote --------------------------
 def test_bench_docs_refills_a_generated_block_and_check_reports_stale_ones(tmp_path, capsys):
     (tmp_path / "results").mkdir()

@@ -101,6 +101,9 @@ class QualityConfig:
     baseline: str = "pt"
     """Row label every other row is compared with cell by cell (same task and seed) in the table's paired
     column; empty = no paired column."""
+    own_targets_baseline: str = ""
+    """The same for the table of sections with their own ``targets`` (TA-LoRA's unseen-data protocol): the row
+    they are compared with on their tasks, e.g. PT on the same k-shot source data; empty = no paired column."""
     data: DataConfig = field(default_factory=lambda: DataConfig(max_eval_examples=500))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -456,14 +459,15 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
     extra = [r for r in rows if r["method"] in own]
     if extra:
         lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
-        lines += _table(extra, "")
+        lines += _table(extra, config.own_targets_baseline)
     lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds (none for a "
               "single seed); mean: the average of the row's task means, shown once the row has every task; "
               "trainable: parameters trained in the target run (mtpt.params)."]
-    if any(r["method"] == config.baseline for r in rows):
-        lines.append(f"vs {config.baseline}: the row's score minus {config.baseline}'s, averaged over the (task, seed) "
-                     f"cells both rows have, and in how many of those cells the row scores higher: a paired "
-                     f"comparison, which the per-task means of rows with different cells are not.")
+    for baseline in (config.baseline, config.own_targets_baseline):
+        if baseline and any(r["method"] == baseline for r in rows):
+            lines.append(f"vs {baseline}: the row's score minus {baseline}'s, averaged over the (task, seed) cells "
+                         f"both rows have, and in how many of those cells the row scores higher: a paired "
+                         f"comparison, which the per-task means of rows with different cells are not.")
     for target, overrides in config.target_data.items():
         lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
     lines += source_stage_lines(config)
