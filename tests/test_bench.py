@@ -300,12 +300,14 @@ def test_results_table_shows_no_std_for_a_single_seed(tmp_path):
     assert (tmp_path / "plot.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def row(method, task, scores):
+    """A results-table row as collect() returns it (trainable parameters 10)."""
+    return {"method": method, "task": task, "mean": sum(scores.values()) / len(scores), "std": None,
+            "seeds": len(scores), "scores": scores, "trainable": 10}
+
+
 def test_paired_column_compares_only_the_cells_both_methods_have():
     from mtpt.bench.quality import QualityConfig, paired_difference, render
-
-    def row(method, task, scores):
-        return {"method": method, "task": task, "mean": sum(scores.values()) / len(scores), "std": None,
-                "seeds": len(scores), "scores": scores, "trainable": 10}
 
     rows = [row("pt", "rte", {13: 50.0, 21: 60.0}), row("pt", "cb", {13: 40.0}),
             row("dtvg", "rte", {13: 55.0, 21: 58.0, 42: 99.0}), row("dtvg", "cb", {13: 46.0}),
@@ -325,10 +327,6 @@ def test_rows_with_their_own_targets_are_compared_with_their_own_baseline():
     """TA-LoRA's unseen-data row runs on source tasks, where the main baseline has no cells: its table compares it
     with the row named by own_targets_baseline (PT on the same source k-shot data)."""
     from mtpt.bench.quality import QualityConfig, render
-
-    def row(method, task, scores):
-        return {"method": method, "task": task, "mean": sum(scores.values()) / len(scores), "std": None,
-                "seeds": len(scores), "scores": scores, "trainable": 10}
 
     own = {"targets": ["mnli"]}
     methods = {"pt": {"name": "pt"}, "ta_lora_unseen_data": {"name": "ta_lora", **own},
