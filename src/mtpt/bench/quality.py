@@ -28,7 +28,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_config
 from mtpt.errors import MtptError
@@ -445,14 +445,19 @@ def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str
     paths["json"].write_text(json.dumps({"split": config.report_split, "backbone": config.backbone,
                                          "kshot": config.kshot, "steps": config.steps, "rows": rows}, indent=1))
     paths["md"].write_text(render(config, rows))
-    plot(rows, paths["png"], f"{config.backbone}, {config.kshot}-shot, {config.report_split}")
+    plot(rows, paths["png"], f"{config.backbone}, {config.kshot}-shot, {config.report_split}", own_target_sections(config))
     return paths
+
+
+def own_target_sections(config: QualityConfig) -> set[str]:
+    """Labels of the sections with their own ``targets`` (TA-LoRA's unseen-data protocol and its baseline)."""
+    return {label for label, options in config.methods.items() if options.get("targets") is not None}
 
 
 def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
     """Markdown: one row per method, one column per task (mean ± std over seeds), trainable parameters per task.
     Sections with their own targets (TA-LoRA's unseen-data protocol) get a table of their own."""
-    own = {label for label, options in config.methods.items() if options.get("targets") is not None}
+    own = own_target_sections(config)
     lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
              f"split {config.report_split}", ""]
     lines += _table([r for r in rows if r["method"] not in own], config.baseline)
@@ -550,32 +555,48 @@ def _table(rows: list[dict[str, Any]], baseline: str) -> list[str]:
     return lines
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Grouped bars: tasks on the x axis, one bar per method, error bars = std over seeds."""
+def plot(rows: list[dict[str, Any]], path: Path, title: str, own: Collection[str] = ()) -> None:
+    """Grouped bars, one panel per table: tasks on the x axis, one bar per method that has the task, error bars =
+    std over seeds. Rows of ``own`` (sections with their own targets) get a panel of their own, so their tasks do
+    not widen the main panel with empty groups; a method keeps its colour across panels."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
 
-    tasks = list(dict.fromkeys(r["task"] for r in rows)) or ["(no finished cells)"]
+    panels = [p for p in ([r for r in rows if r["method"] not in own], [r for r in rows if r["method"] in own]) if p]
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    palette = plt.get_cmap("tab20" if len(labels) > 10 else "tab10")
+    colours = {label: palette(i % palette.N) for i, label in enumerate(labels)}
+    widths = [len({r["task"] for r in p}) * max(1.2, 0.25 * len({r["method"] for r in p})) for p in panels] or [6]
+    fig, axes = plt.subplots(1, len(widths), figsize=(max(6.0, sum(widths) + 1), 4.5), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, panel in zip(axes[0], panels):
+        _bars(ax, panel, colours)
+    if not panels:
+        axes[0][0].set_xticks([0], ["(no finished cells)"])
+    axes[0][0].set_ylabel("score")
+    fig.suptitle(title)
+    if labels:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 6), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bars(ax, rows: list[dict[str, Any]], colours: dict[str, Any]) -> None:
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
     labels = list(dict.fromkeys(r["method"] for r in rows))
     by_key = {(r["method"], r["task"]): r for r in rows}
-    width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(labels)) / 3), 4))
+    width = 0.8 / len(labels)
     for i, label in enumerate(labels):
         # cells not run yet get no bar (a zero-height bar would read as a score of 0), a single seed no error bar
         found = [(t, by_key[(label, task)]) for t, task in enumerate(tasks) if (label, task) in by_key]
         xs = [t + (i - (len(labels) - 1) / 2) * width for t, _ in found]
-        ax.bar(xs, [r["mean"] for _, r in found], width, label=label, capsize=2,
+        ax.bar(xs, [r["mean"] for _, r in found], width, color=colours[label], capsize=2,
                yerr=[float("nan") if r["std"] is None else r["std"] for _, r in found])
     ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_ylabel("score")
-    ax.set_title(title)
-    if labels:
-        ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def cmd_quality(argv: list[str]) -> int:
