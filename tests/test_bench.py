@@ -313,12 +313,16 @@ def test_paired_column_compares_only_the_cells_both_methods_have():
             row("dtvg", "rte", {13: 55.0, 21: 58.0, 42: 99.0}), row("dtvg", "cb", {13: 46.0}),
             row("spot", "mrpc", {13: 70.0})]
     # seed 42 on rte and spot's mrpc have no pt cell: they are not compared
-    assert paired_difference(rows, "dtvg", "pt") == pytest.approx((3.0, 2, 3))
+    assert paired_difference(rows, "dtvg", "pt") == pytest.approx((3.0, 2, 3, 1.0))  # 2 wins, 1 loss: p = 1
     assert paired_difference(rows, "spot", "pt") is None
+    # the sign test: 8 wins of 8 is a 2 * 0.5**8 chance under no difference; ties are left out of it
+    sweep = [row("pt", "t", {s: 50.0 for s in range(10)}),
+             row("spot", "t", {s: 50.0 + (s < 8) for s in range(10)})]
+    assert paired_difference(sweep, "spot", "pt")[1:] == pytest.approx((8, 10, 2 * 0.5 ** 8))
     config = QualityConfig(methods={label: {"name": label} for label in ("pt", "dtvg", "spot")})
     text = render(config, rows)
-    assert "vs pt: Δ (wins/cells)" in text
-    assert "| dtvg | " in text and "| +3.0 (2/3) | 10 |" in text
+    assert "vs pt: Δ (wins/cells, sign-test p)" in text
+    assert "| dtvg | " in text and "| +3.0 (2/3, p=1.00) | 10 |" in text
     assert [line for line in text.splitlines() if line.startswith("| pt |")][0].endswith("| - | 10 |")
     assert "vs pt" not in render(QualityConfig(methods=config.methods, baseline=""), rows)
 
@@ -335,8 +339,8 @@ def test_rows_with_their_own_targets_are_compared_with_their_own_baseline():
             row("pt_unseen_data", "mnli", {13: 38.0, 21: 37.0})]
     text = render(QualityConfig(methods=methods, own_targets_baseline="pt_unseen_data"), rows)
     own_table = text.split("Rows with their own targets")[1]
-    assert "vs pt_unseen_data: Δ (wins/cells)" in own_table
-    assert "| ta_lora_unseen_data | 38.0 ± 2.0 (n=2) | 38.0 | +0.5 (1/2) | 10 |" in own_table
+    assert "vs pt_unseen_data: Δ (wins/cells, sign-test p)" in own_table
+    assert "| ta_lora_unseen_data | 38.0 ± 2.0 (n=2) | 38.0 | +0.5 (1/2, p=1.00) | 10 |" in own_table
     assert "vs pt_unseen_data: the row's score minus" in text
     assert "vs pt_unseen_data" not in render(QualityConfig(methods=methods), rows)
 

@@ -472,7 +472,9 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
         if baseline and any(r["method"] == baseline for r in rows):
             lines.append(f"vs {baseline}: the row's score minus {baseline}'s, averaged over the (task, seed) cells "
                          f"both rows have, and in how many of those cells the row scores higher: a paired "
-                         f"comparison, which the per-task means of rows with different cells are not.")
+                         f"comparison, which the per-task means of rows with different cells are not. p: two-sided "
+                         f"sign test of the wins against the losses (tied cells left out), the chance of a split at "
+                         f"least this uneven if the row were no better or worse than {baseline}.")
     for target, overrides in config.target_data.items():
         lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
     lines += source_stage_lines(config)
@@ -511,9 +513,14 @@ def source_stage_lines(config: QualityConfig) -> list[str]:
     return lines
 
 
-def paired_difference(rows: list[dict[str, Any]], label: str, baseline: str) -> tuple[float, int, int] | None:
-    """(mean of ``label``'s score minus ``baseline``'s, cells where ``label`` is higher, cells compared) over the
-    (task, seed) cells both rows have; None when they share none."""
+def paired_difference(rows: list[dict[str, Any]], label: str, baseline: str
+                      ) -> tuple[float, int, int, float] | None:
+    """(mean of ``label``'s score minus ``baseline``'s, cells where ``label`` is higher, cells compared, sign-test
+    p) over the (task, seed) cells both rows have; None when they share none. The p-value is scipy's two-sided
+    exact binomial test of the wins against the losses (tied cells left out; 1.0 when every cell ties): how
+    often a split at least this uneven comes from a row that is no better or worse than the baseline."""
+    from scipy.stats import binomtest
+
     cells: dict[str, dict[tuple[str, Any], float]] = {label: {}, baseline: {}}
     for r in rows:
         if r["method"] in cells:
@@ -522,12 +529,14 @@ def paired_difference(rows: list[dict[str, Any]], label: str, baseline: str) -> 
     if not shared:
         return None
     differences = [cells[label][key] - cells[baseline][key] for key in shared]
-    return sum(differences) / len(differences), sum(d > 0 for d in differences), len(differences)
+    wins, losses = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    return sum(differences) / len(differences), wins, len(differences), float(p)
 
 
 def _paired_cell(rows: list[dict[str, Any]], label: str, baseline: str) -> str:
     paired = None if label == baseline else paired_difference(rows, label, baseline)
-    return "-" if paired is None else f"{paired[0]:+.1f} ({paired[1]}/{paired[2]})"
+    return "-" if paired is None else f"{paired[0]:+.1f} ({paired[1]}/{paired[2]}, p={paired[3]:.2f})"
 
 
 def _table(rows: list[dict[str, Any]], baseline: str) -> list[str]:
@@ -538,7 +547,7 @@ def _table(rows: list[dict[str, Any]], baseline: str) -> list[str]:
     by_key = {(r["method"], r["task"]): r for r in rows}
     paired = baseline in labels
     lines = ["| method | " + " | ".join(tasks) + " | mean | "
-             + (f"vs {baseline}: Δ (wins/cells) | " if paired else "") + "trainable / task |",
+             + (f"vs {baseline}: Δ (wins/cells, sign-test p) | " if paired else "") + "trainable / task |",
              "|---" * (len(tasks) + 3 + paired) + "|"]
     for label in labels:
         cells, means = [], []
