@@ -134,3 +134,13 @@ def test_predict_scores_by_length_but_answers_in_the_given_order():
     alone = [rank_choices(model, tok, [ex], [0]).values[0] for ex in exs]
     assert len(set(alone)) > 1  # otherwise any order would pass
     assert predict(model, parts, exs, 0, "cpu").values == alone
+
+
+def test_prediction_shares_show_a_prompt_that_answers_one_class():
+    from mtpt.evaluation import Predictions, prediction_shares
+
+    exs = [Example(f"q{i}", " yes", (" no", " yes", " maybe"), 1, 1) for i in range(8)]
+    shares = prediction_shares(exs, Predictions([1, 1, 1, 1, 1, 1, 0, -1]))  # -1: a generated answer matching none
+    assert shares == {"predicted/no": 12.5, "predicted/yes": 75.0, "predicted/maybe": 0.0}
+    mixed = exs[:1] + [Example("q", "a", ("a", "b"), 0, 0)]  # multiple choice: each example its own choices
+    assert prediction_shares(mixed, Predictions([0, 1])) == {}

@@ -178,6 +178,21 @@ def generate_answers(
     return Predictions(values, invalid)
 
 
+def prediction_shares(examples: Sequence[Example], predictions: Predictions) -> dict[str, float]:
+    """``predicted/<choice>``: the percentage of examples predicted as each choice, for a set whose examples share
+    one choice list (classification). Shows a prompt that answers one class for everything, which accuracy and F1
+    alone hide. An output that matched no choice (generate) counts for none."""
+    choices = examples[0].choices if examples else ()
+    if not choices or any(ex.choices != choices for ex in examples):
+        return {}
+    counts = [0] * len(choices)
+    for value in predictions.values:
+        if isinstance(value, int) and 0 <= value < len(choices):
+            counts[value] += 1
+    return {f"predicted/{choice.strip() or index}": 100.0 * n / len(examples)
+            for index, (choice, n) in enumerate(zip(choices, counts))}
+
+
 def metric_inputs(kind: str, examples: Sequence[Example], predictions: Predictions) -> tuple[list, list]:
     """Predictions and references in the form :func:`mtpt.metrics.compute_metrics` takes for a task kind."""
     if kind == "regression":

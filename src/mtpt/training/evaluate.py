@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from mtpt.evaluation import Predictions, RankNormalization, generate_answers, metric_inputs, rank_choices
+from mtpt.evaluation import (Predictions, RankNormalization, generate_answers, metric_inputs, prediction_shares,
+                             rank_choices)
 from mtpt.metrics import compute_metrics
 from mtpt.model import SoftPromptModel
 from mtpt.runtime import RunParts
@@ -76,6 +77,8 @@ def evaluate_sets(model: SoftPromptModel, parts: RunParts, sets: list[EvalSet], 
         metrics = compute_metrics(eval_set.task.metrics, predictions, references, groups=groups)
         if parts.config.eval.scorer == "generate":
             metrics["invalid_rate"] = 100.0 * invalid / max(1, len(eval_set.examples))
+        if eval_set.task.kind == "classification":
+            metrics.update(prediction_shares(eval_set.examples, ordered))
         results[eval_set.task.name] = metrics
     model.train(was_training)
     return results
