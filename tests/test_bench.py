@@ -327,6 +327,19 @@ def test_paired_column_compares_only_the_cells_both_methods_have():
     assert "vs pt" not in render(QualityConfig(methods=config.methods, baseline=""), rows)
 
 
+def test_majority_class_reference_needs_only_the_data():
+    from mtpt.bench.quality import QualityConfig, render
+    from mtpt.bench.reference import majority_scores
+
+    toy_task("bench-majority", n_eval=7)  # test labels 0, 1, 0, 1, 0, 1, 0: answering 0 everywhere is 4 of 7 right
+    rows = [row("pt", "bench-majority", {1: 60.0, 2: 70.0}), row("pt", "no-such-task", {1: 50.0})]
+    config = QualityConfig(methods={"pt": {"name": "pt"}}, report_split="test")
+    majority = majority_scores(config, rows)
+    assert majority == pytest.approx({"bench-majority": 400 / 7})  # a task without readable data is left out
+    assert "majority class (every example answered with the split's most frequent label, no model): " \
+           "bench-majority 57.1." in render(config, rows, majority)
+
+
 def test_rows_with_their_own_targets_are_compared_with_their_own_baseline():
     """TA-LoRA's unseen-data row runs on source tasks, where the main baseline has no cells: its table compares it
     with the row named by own_targets_baseline (PT on the same source k-shot data)."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Collection
 
+from mtpt.bench.reference import majority_scores
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_config
 from mtpt.errors import MtptError
 
@@ -442,9 +443,11 @@ def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str
         writer = csv.DictWriter(fh, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    majority = majority_scores(config, rows)
     paths["json"].write_text(json.dumps({"split": config.report_split, "backbone": config.backbone,
-                                         "kshot": config.kshot, "steps": config.steps, "rows": rows}, indent=1))
-    paths["md"].write_text(render(config, rows))
+                                         "kshot": config.kshot, "steps": config.steps, "rows": rows,
+                                         "majority": majority}, indent=1))
+    paths["md"].write_text(render(config, rows, majority))
     plot(rows, paths["png"], f"{config.backbone}, {config.kshot}-shot, {config.report_split}", own_target_sections(config))
     return paths
 
@@ -454,9 +457,10 @@ def own_target_sections(config: QualityConfig) -> set[str]:
     return {label for label, options in config.methods.items() if options.get("targets") is not None}
 
 
-def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
+def render(config: QualityConfig, rows: list[dict[str, Any]], majority: dict[str, float] | None = None) -> str:
     """Markdown: one row per method, one column per task (mean ± std over seeds), trainable parameters per task.
-    Sections with their own targets (TA-LoRA's unseen-data protocol) get a table of their own."""
+    Sections with their own targets (TA-LoRA's unseen-data protocol) get a table of their own. ``majority``: the
+    majority-class score per task (:mod:`mtpt.bench.reference`), listed under the tables."""
     own = own_target_sections(config)
     lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
              f"split {config.report_split}", ""]
@@ -475,6 +479,9 @@ def render(config: QualityConfig, rows: list[dict[str, Any]]) -> str:
                          f"comparison, which the per-task means of rows with different cells are not. p: two-sided "
                          f"sign test of the wins against the losses (tied cells left out), the chance of a split at "
                          f"least this uneven if the row were no better or worse than {baseline}.")
+    if majority:
+        lines.append("majority class (every example answered with the split's most frequent label, no model): "
+                     + ", ".join(f"{task} {score:.1f}" for task, score in majority.items()) + ".")
     for target, overrides in config.target_data.items():
         lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
     lines += source_stage_lines(config)

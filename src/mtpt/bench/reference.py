@@ -1,0 +1,41 @@
+"""The majority-class reference of a quality table: the score of answering every example of the report split with
+that split's most frequent label (LM-BFF's "majority" row). It needs no model, only the data, and tells which
+scores a prompt could reach by answering one class for everything."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+from mtpt.errors import MtptError
+from mtpt.metrics import compute_metrics
+from mtpt.tasks import get_task
+
+
+def majority_scores(config: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """``{task: score}`` for each classification task of ``rows``, averaged over the seeds its cells ran (a capped
+    report split is sampled with the cell's seed). Tasks whose data cannot be read are left out."""
+    from mtpt.bench.quality import target_data  # the same data section the cells evaluated with
+
+    out = {}
+    for task_name in dict.fromkeys(r["task"] for r in rows):
+        seeds = sorted({seed for r in rows if r["task"] == task_name for seed in r["scores"]})
+        try:
+            task = get_task(task_name)
+            if task.kind != "classification":
+                continue
+            scores = [_majority_score(task, target_data(config, task_name, int(seed)), config.report_split)
+                      for seed in seeds]
+        except (MtptError, OSError, KeyError, ValueError):
+            continue  # no data or task here (e.g. a table rewritten on a machine without the benchmark files)
+        out[task_name] = sum(scores) / len(scores)
+    return out
+
+
+def _majority_score(task, data, split: str) -> float:
+    root = data.data_root or os.environ.get("MTPT_DATA_ROOT")
+    examples = task.examples(split, root, seed=data.kshot_seed, max_examples=data.max_eval_examples)
+    labels = [ex.label for ex in examples]
+    majority = Counter(labels).most_common(1)[0][0]
+    return compute_metrics(task.metrics, [majority] * len(labels), labels)["score"]
