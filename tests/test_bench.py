@@ -195,6 +195,11 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     moved.rename(moved.with_name("elsewhere"))
     assert bench("quality", str(path), "--status", "--methods", "pt") == 0
     assert "| pt | 1/0/1 |" in capsys.readouterr().out
+    # --tables rewrites the results from the finished cells and runs nothing: the missing cell stays missing
+    assert bench("quality", str(path), "--tables") == 0
+    assert not [line for line in capsys.readouterr().out.splitlines() if " seed " in line] and not moved.exists()
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert next(r for r in rows if r["method"] == "pt")["seeds"] == 1
     moved.with_name("elsewhere").rename(moved)
 
     # --targets filters a section's own targets instead of replacing them

@@ -119,6 +119,7 @@ def parse_quality_args(argv: list[str]) -> tuple[QualityConfig, argparse.Namespa
     selector.add_argument("--targets", nargs="+", default=None)
     selector.add_argument("--seeds", nargs="+", type=int, default=None)
     selector.add_argument("--status", action="store_true")
+    selector.add_argument("--tables", action="store_true")
     picked, rest = selector.parse_known_args(argv)
     config = parse_config(QualityConfig, rest, "mtpt bench quality", "bench")
     unknown = sorted(set(picked.methods or []) - set(config.methods))
@@ -622,20 +623,22 @@ def cmd_quality(argv: list[str]) -> int:
         print(__doc__)
         print("Selectors: --methods LABEL ..., --targets TASK ..., --seeds N ... (a subset of the config's cells).")
         print("--status: list the selected cells as done / partial / to do, and run nothing.")
+        print("--tables: rewrite results.{csv,json,md,png} from the finished cells, and run nothing.")
         config_parser(QualityConfig, "mtpt bench quality").print_help()
         return 0
     config, picked = parse_quality_args(argv)
     if picked.status:
         print(status_table(config, picked.methods, picked.targets, picked.seeds))
         return 0
-    bench = Bench(config)
-    for row in bench.run(picked.methods, picked.targets, picked.seeds):
-        print(f"  {row['method']:<20} {row['target']:<20} seed {row['seed']:<5} {row['status']}")
+    if not picked.tables:
+        bench = Bench(config)
+        for row in bench.run(picked.methods, picked.targets, picked.seeds):
+            print(f"  {row['method']:<20} {row['target']:<20} seed {row['seed']:<5} {row['status']}")
     # The table covers every finished cell of the config (and of the selection), so that running a subset
     # does not drop earlier results from it.
     rows = collect(config, None, _union(config.targets, picked.targets), _union(config.seeds, picked.seeds))
     paths = write_results(config, rows)
-    print(render(config, rows))
+    print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
 
