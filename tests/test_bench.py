@@ -150,7 +150,7 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     assert bench("quality", str(path)) == 0
     statuses = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if " seed " in line]
     assert statuses.count("evaluated") == 2 and statuses.count("trained") == 12
-    stage1 = sorted(p.name for p in (out / "target-stage1" / "bench-target").iterdir())
+    stage1 = sorted(p.name for p in (out / "target-stage1" / "bench-target").iterdir() if not p.name.startswith("."))
     assert stage1 == ["seed-1-steps1-lr0.01", "seed-2-steps1-lr0.01"]
     for seed in (1, 2):  # both methods read the shared run instead of training their own
         shared = str(out / "target-stage1" / "bench-target" / f"seed-{seed}-steps1-lr0.01")
@@ -190,7 +190,7 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     # --status reads the folder only: every cell done, nothing run
     assert bench("quality", str(path), "--status") == 0
     status = capsys.readouterr().out
-    assert "| pt | 2/0/0 |" in status and "14 done, 0 partial, 0 to do; library: complete" in status
+    assert "| pt | 2/0/0 |" in status and "14 done, 0 partial, 0 to do (0 of them running in a worker now); library: complete" in status
     moved = out / "cells" / "pt" / "bench-target" / "seed-1"
     moved.rename(moved.with_name("elsewhere"))
     assert bench("quality", str(path), "--status", "--methods", "pt") == 0

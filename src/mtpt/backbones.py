@@ -8,7 +8,6 @@ later loads take about a second and are bit-identical.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -18,12 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; concurrent first conversions there are not serialised
-    fcntl = None  # type: ignore[assignment]
+from typing import Callable
 
 import torch
 from transformers import (
@@ -36,6 +30,7 @@ from transformers import (
 )
 
 from mtpt.errors import MtptError
+from mtpt.locking import exclusive, lock_path_for
 
 
 @dataclass
@@ -167,24 +162,10 @@ def _converted_alias(alias: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     # Several processes started together (benchmark lanes, `accelerate launch`) would each convert the same alias
     # and all but the first fail to move their copy into place: the first converts, the others wait and reuse it.
-    with _exclusive(target.parent / f".{alias}.lock"):
+    with exclusive(lock_path_for(target)):
         if not (target / "config.json").exists():
             _convert_gguf(spec.locate(target.parent), target)
     return target
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` across processes (where the OS has ``flock``; else no lock)."""
-    if fcntl is None:
-        yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _convert_gguf(gguf_file: Path, target: Path) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Collection
 from mtpt.bench.reference import majority_scores
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, parse_config
 from mtpt.errors import MtptError
+from mtpt.locking import exclusive, held_elsewhere, lock_path_for
 
 CELLS = "cells"
 TARGET_STAGE1 = "{target_stage1}"
@@ -259,13 +260,20 @@ class Bench:
 
     def ensure_library(self) -> str:
         """Train missing source prompts (finished entries are skipped by ``train_sources``)."""
-        from mtpt.library.format import SourceLibrary
-        from mtpt.library.source_stage import SourceStageConfig, train_sources
-
         cfg, lib = self.config, self.config.library
         path = library_path(cfg)
         if _library_complete(path, lib):
             return str(path)
+        with exclusive(lock_path_for(path)):  # another worker may be training it: wait, then reuse its work
+            if not _library_complete(path, lib):
+                self._train_library(path)
+        return str(path)
+
+    def _train_library(self, path: Path) -> None:
+        from mtpt.library.format import SourceLibrary
+        from mtpt.library.source_stage import SourceStageConfig, train_sources
+
+        cfg, lib = self.config, self.config.library
         stage = SourceStageConfig(
             backbone=cfg.backbone, sources=list(lib.sources), library=str(path), seeds=list(lib.seeds),
             prompt_length=cfg.prompt_length, mixture=lib.mixture,
@@ -275,7 +283,6 @@ class Bench:
         )
         train_sources(stage, self.backbone)
         SourceLibrary.open(path)  # fails loudly if the stage left no library
-        return str(path)
 
     def ensure_source_stage(self, label: str, options: dict[str, Any], library: str) -> str:
         """The multi-task source-stage run of a method section (trained once, on the library sources, and shared by
@@ -290,7 +297,9 @@ class Bench:
 
         refuse_changed_run(run)
         if not (run_dir / "results.json").exists():
-            self._run(run, count_params=False)
+            with exclusive(lock_path_for(run_dir)):  # another worker may be training it: wait, then reuse it
+                if not (run_dir / "results.json").exists():
+                    self._run(run, count_params=False)
         return str(run_dir)
 
     def cell_config(self, method: dict[str, Any], target: str, seed: int, out: Path) -> RunConfig:
@@ -314,14 +323,21 @@ class Bench:
             method = _own_prompt_length(fill_options(options, library, source_run), cfg.prompt_length)
             for target in section_targets(cfg, label, targets):
                 for seed in seeds or cfg.seeds:
-                    out = cell_dir(cfg, label, target, seed)
-                    if (out / "results.json").exists():
-                        self.check_unchanged(out, method, target, seed)
-                        self.log.append({"method": label, "target": target, "seed": seed, "status": "skipped"})
-                        continue
-                    status = self._run(self.cell_config(self._cell_method(method, target, seed), target, seed, out))
+                    status = self._cell(label, method, target, seed)
                     self.log.append({"method": label, "target": target, "seed": seed, "status": status})
         return self.log
+
+    def _cell(self, label: str, method: dict[str, Any], target: str, seed: int) -> str:
+        """Run one cell unless it is finished (``skipped``) or another worker is running it (``busy``): several
+        invocations of the same command share the cells between them."""
+        out = cell_dir(self.config, label, target, seed)
+        with exclusive(lock_path_for(out), wait=False) as mine:
+            if (out / "results.json").exists():
+                self.check_unchanged(out, method, target, seed)
+                return "skipped"
+            if not mine:
+                return "busy"
+            return self._run(self.cell_config(self._cell_method(method, target, seed), target, seed, out))
 
     def check_unchanged(self, out: Path, method: dict[str, Any], target: str, seed: int) -> None:
         """Refuse to skip a finished cell whose recorded config differs from the one the config now gives."""
@@ -343,10 +359,12 @@ class Bench:
         from mtpt.library.target_run import ensure_target_run, target_run_config
 
         cfg = self.config
-        base = self.cell_config({"name": "pt"}, target, seed, target_stage1_dir(cfg, target, seed))
+        folder = target_stage1_dir(cfg, target, seed)
+        base = self.cell_config({"name": "pt"}, target, seed, folder)
         run = target_run_config(base, SourceLibrary.open(library_path(cfg)), cfg.target_stage1.steps,
                                 cfg.target_stage1.lr or cfg.train.lr, base.output_dir)
-        return str(ensure_target_run(run, lambda: self.backbone))
+        with exclusive(lock_path_for(folder)):  # SPoT's and DTVG's cells of other workers share this run
+            return str(ensure_target_run(run, lambda: self.backbone))
 
     def _run(self, run: RunConfig, count_params: bool = True) -> str:
         """Train a run (or, for a method with nothing to train, only evaluate it) and record its parameters."""
@@ -651,14 +669,14 @@ def cell_state(folder: Path) -> str:
 
 
 def status_table(config: QualityConfig, methods=None, targets=None, seeds=None) -> str:
-    """Markdown grid of the selected cells: per method and target, the seeds done / partial / to do. Reads the
-    output folder only (no backbone, no data)."""
+    """Markdown grid of the selected cells: per method and target, the seeds done / partial / to do, and how many
+    unfinished cells a worker holds now. Reads the output folder only (no backbone, no data)."""
     seeds = list(seeds or config.seeds)
     labels = list(methods or config.methods)
     columns = list(dict.fromkeys(t for label in labels for t in section_targets(config, label, targets)))
     lines = [f"cells of {config.out} (seeds {', '.join(map(str, seeds))}: done/partial/todo)", "",
              "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    totals = {"done": 0, "partial": 0, "todo": 0}
+    totals, running = {"done": 0, "partial": 0, "todo": 0}, 0
     for label in labels:
         own = section_targets(config, label, targets)
         cells = []
@@ -666,12 +684,15 @@ def status_table(config: QualityConfig, methods=None, targets=None, seeds=None) 
             if target not in own:
                 cells.append("")
                 continue
-            states = [cell_state(cell_dir(config, label, target, seed)) for seed in seeds]
+            folders = [cell_dir(config, label, target, seed) for seed in seeds]
+            states = [cell_state(folder) for folder in folders]
             for state in states:
                 totals[state] += 1
+            running += sum(state != "done" and held_elsewhere(lock_path_for(f)) for state, f in zip(states, folders))
             cells.append("/".join(str(states.count(s)) for s in ("done", "partial", "todo")))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"{totals['done']} done, {totals['partial']} partial, {totals['todo']} to do; library: "
+    lines += ["", f"{totals['done']} done, {totals['partial']} partial, {totals['todo']} to do "
+              f"({running} of them running in a worker now); library: "
               f"{'complete' if _library_complete(library_path(config), config.library) else 'incomplete'}."]
     return "\n".join(lines)
 
