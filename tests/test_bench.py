@@ -294,7 +294,8 @@ def test_paired_ratio_and_verdicts():
 
 
 def test_results_table_shows_no_std_for_a_single_seed(tmp_path):
-    from mtpt.bench.quality import QualityConfig, plot, render
+    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_report import plot, render
 
     row = {"method": "pt", "task": "rte", "mean": 57.55, "seeds": 1, "trainable": 11520}
     rows = [dict(row, std=None, scores={13: 57.55}),
@@ -312,7 +313,8 @@ def row(method, task, scores):
 
 
 def test_paired_column_compares_only_the_cells_both_methods_have():
-    from mtpt.bench.quality import QualityConfig, paired_difference, render
+    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_report import paired_difference, render
 
     rows = [row("pt", "rte", {13: 50.0, 21: 60.0}), row("pt", "cb", {13: 40.0}),
             row("dtvg", "rte", {13: 55.0, 21: 58.0, 42: 99.0}), row("dtvg", "cb", {13: 46.0}),
@@ -333,7 +335,8 @@ def test_paired_column_compares_only_the_cells_both_methods_have():
 
 
 def test_majority_class_reference_needs_only_the_data():
-    from mtpt.bench.quality import QualityConfig, render
+    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_report import render
     from mtpt.bench.reference import majority_scores
 
     toy_task("bench-majority", n_eval=7)  # test labels 0, 1, 0, 1, 0, 1, 0: answering 0 everywhere is 4 of 7 right
@@ -348,7 +351,8 @@ def test_majority_class_reference_needs_only_the_data():
 def test_rows_with_their_own_targets_are_compared_with_their_own_baseline():
     """TA-LoRA's unseen-data row runs on source tasks, where the main baseline has no cells: its table compares it
     with the row named by own_targets_baseline (PT on the same source k-shot data)."""
-    from mtpt.bench.quality import QualityConfig, render
+    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_report import render
 
     own = {"targets": ["mnli"]}
     methods = {"pt": {"name": "pt"}, "ta_lora_unseen_data": {"name": "ta_lora", **own},

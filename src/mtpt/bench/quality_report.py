@@ -1,0 +1,267 @@
+"""The outputs of ``mtpt bench quality``: the results table (markdown, csv, json), its plot and the ``--status``
+grid. Everything here reads finished run folders only: no backbone, no data beyond the majority-class reference."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Collection
+
+from mtpt.bench.quality import (QualityConfig, cell_dir, library_complete, library_path, section_source_stage,
+                                section_targets)
+from mtpt.bench.reference import majority_scores
+from mtpt.locking import held_elsewhere, lock_path_for
+
+
+def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> list[dict[str, Any]]:
+    """One row per (method, target) with finished cells: per-seed scores, mean ± std, trainable parameters."""
+    from mtpt.tasks.kshot import seed_spread
+
+    rows = []
+    for label in methods or list(config.methods):
+        # a section's own targets are all reported; the selection only widens the config's list
+        own = config.methods[label].get("targets") is not None
+        for target in section_targets(config, label) if own else list(targets or config.targets):
+            scores, params = {}, None
+            for seed in seeds or config.seeds:
+                folder = cell_dir(config, label, target, seed)
+                score = _cell_score(folder, config.report_split, target)
+                if score is not None:
+                    scores[seed] = score
+                if params is None and (folder / "params.json").exists():
+                    params = json.loads((folder / "params.json").read_text())
+            if not scores:
+                continue
+            mean, std = seed_spread(scores.values())
+            rows.append({"method": label, "name": config.methods[label]["name"], "task": target, "mean": mean,
+                         "std": std, "seeds": len(scores), "scores": scores,
+                         "trainable": params and params["trainable"], "per_task": params and params["per_task"],
+                         "shared": params and params["shared"]})
+    return rows
+
+
+def _cell_score(folder: Path, split: str, task: str) -> float | None:
+    results = folder / "results.json"
+    if not results.exists():
+        return None
+    metrics = json.loads(results.read_text()).get("final", {}).get(split, {}).get(task)
+    return None if not metrics else float(metrics["score"])
+
+
+def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str, Path]:
+    """results.csv, results.json, results.md and results.png in the output folder."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {ext: out / f"results.{ext}" for ext in ("csv", "json", "md", "png")}
+    columns = ["method", "name", "task", "mean", "std", "seeds", "trainable", "per_task", "shared"]
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    majority = majority_scores(config, rows)
+    paths["json"].write_text(json.dumps({"split": config.report_split, "backbone": config.backbone,
+                                         "kshot": config.kshot, "steps": config.steps, "rows": rows,
+                                         "majority": majority}, indent=1))
+    paths["md"].write_text(render(config, rows, majority))
+    plot(rows, paths["png"], f"{config.backbone}, {config.kshot}-shot, {config.report_split}", own_target_sections(config))
+    return paths
+
+
+def own_target_sections(config: QualityConfig) -> set[str]:
+    """Labels of the sections with their own ``targets`` (TA-LoRA's unseen-data protocol and its baseline)."""
+    return {label for label, options in config.methods.items() if options.get("targets") is not None}
+
+
+def render(config: QualityConfig, rows: list[dict[str, Any]], majority: dict[str, float] | None = None) -> str:
+    """Markdown: one row per method, one column per task (mean ± std over seeds), trainable parameters per task.
+    Sections with their own targets (TA-LoRA's unseen-data protocol) get a table of their own. ``majority``: the
+    majority-class score per task (:mod:`mtpt.bench.reference`), listed under the tables."""
+    own = own_target_sections(config)
+    lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
+             f"split {config.report_split}", ""]
+    lines += _table([r for r in rows if r["method"] not in own], config.baseline)
+    extra = [r for r in rows if r["method"] in own]
+    if extra:
+        lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
+        lines += _table(extra, config.own_targets_baseline)
+    lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds (none for a "
+              "single seed); mean: the average of the row's task means, shown once the row has every task; "
+              "trainable: parameters trained in the target run (mtpt.params)."]
+    for baseline in (config.baseline, config.own_targets_baseline):
+        if baseline and any(r["method"] == baseline for r in rows):
+            lines.append(f"vs {baseline}: the row's score minus {baseline}'s, averaged over the (task, seed) cells "
+                         f"both rows have, and in how many of those cells the row scores higher: a paired "
+                         f"comparison, which the per-task means of rows with different cells are not. p: two-sided "
+                         f"sign test of the wins against the losses (tied cells left out), the chance of a split at "
+                         f"least this uneven if the row were no better or worse than {baseline}.")
+    if majority:
+        lines.append("majority class (every example answered with the split's most frequent label, no model): "
+                     + ", ".join(f"{task} {score:.1f}" for task, score in majority.items()) + ".")
+    for target, overrides in config.target_data.items():
+        lines.append(f"{target}: data overrides {', '.join(f'{k}={v}' for k, v in overrides.items())}.")
+    lines += source_stage_lines(config)
+    return "\n".join(lines) + "\n"
+
+
+def source_stage_lines(config: QualityConfig) -> list[str]:
+    """What the transfer started from: the validation score (best checkpoint) of each library prompt and of each
+    multi-task source stage trained so far, read from their run folders."""
+    from mtpt.library.format import SourceLibrary
+
+    lines = []
+    library = library_path(config)
+    if (library / "manifest.json").exists():
+        lines += ["", "Source library (validation score of each prompt's best checkpoint):", "",
+                  "| source prompt | validation score | best step / steps |", "|---|---|---|"]
+        for entry in SourceLibrary.open(library).entries:
+            name = f"mixture of {', '.join(entry.sources)}" if entry.is_mixture else entry.task
+            score = "-" if entry.best_metric is None else f"{entry.best_metric:.1f}"
+            lines.append(f"| {name} (seed {entry.seed}) | {score} | {entry.best_step} / {entry.steps} |")
+    stages: dict[Path, list[str]] = {}
+    for label, options in config.methods.items():
+        if "source_stage" in options:
+            stages.setdefault(section_source_stage(config, options, str(library))[1], []).append(label)
+    done = [(folder, labels) for folder, labels in stages.items() if (folder / "results.json").exists()]
+    if done:
+        lines += ["", "Multi-task source stages (validation score of the best checkpoint, per source):", "",
+                  "| source stage | used by | " + " | ".join(config.library.sources) + " | mean | best step |",
+                  "|---" * (len(config.library.sources) + 4) + "|"]
+        for folder, labels in done:
+            result = json.loads((folder / "results.json").read_text())
+            per_task = result.get("final", {}).get("validation", {})
+            scores = [f"{per_task[t]['score']:.1f}" if t in per_task else "-" for t in config.library.sources]
+            lines.append(f"| {folder.name} | {', '.join(labels)} | " + " | ".join(scores)
+                         + f" | {result['best_metric']:.1f} | {result['best_step']} |")
+    return lines
+
+
+def paired_difference(rows: list[dict[str, Any]], label: str, baseline: str
+                      ) -> tuple[float, int, int, float] | None:
+    """(mean of ``label``'s score minus ``baseline``'s, cells where ``label`` is higher, cells compared, sign-test
+    p) over the (task, seed) cells both rows have; None when they share none. The p-value is scipy's two-sided
+    exact binomial test of the wins against the losses (tied cells left out; 1.0 when every cell ties): how
+    often a split at least this uneven comes from a row that is no better or worse than the baseline."""
+    from scipy.stats import binomtest
+
+    cells: dict[str, dict[tuple[str, Any], float]] = {label: {}, baseline: {}}
+    for r in rows:
+        if r["method"] in cells:
+            cells[r["method"]].update({(r["task"], seed): score for seed, score in r["scores"].items()})
+    shared = cells[label].keys() & cells[baseline].keys()
+    if not shared:
+        return None
+    differences = [cells[label][key] - cells[baseline][key] for key in shared]
+    wins, losses = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    return sum(differences) / len(differences), wins, len(differences), float(p)
+
+
+def _paired_cell(rows: list[dict[str, Any]], label: str, baseline: str) -> str:
+    paired = None if label == baseline else paired_difference(rows, label, baseline)
+    return "-" if paired is None else f"{paired[0]:+.1f} ({paired[1]}/{paired[2]}, p={paired[3]:.2f})"
+
+
+def _table(rows: list[dict[str, Any]], baseline: str) -> list[str]:
+    from mtpt.tasks.kshot import format_mean_std
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    by_key = {(r["method"], r["task"]): r for r in rows}
+    paired = baseline in labels
+    lines = ["| method | " + " | ".join(tasks) + " | mean | "
+             + (f"vs {baseline}: Δ (wins/cells, sign-test p) | " if paired else "") + "trainable / task |",
+             "|---" * (len(tasks) + 3 + paired) + "|"]
+    for label in labels:
+        cells, means = [], []
+        for task in tasks:
+            r = by_key.get((label, task))
+            cells.append("-" if r is None else f"{format_mean_std(r['scores'].values())} (n={r['seeds']})")
+            if r is not None:
+                means.append(r["mean"])
+        params = next((by_key[(label, t)]["trainable"] for t in tasks if (label, t) in by_key), None)
+        average = f"{sum(means) / len(means):.1f}" if len(means) == len(tasks) else "-"
+        versus = f"{_paired_cell(rows, label, baseline)} | " if paired else ""
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {average} | {versus}"
+                     f"{'-' if params is None else f'{params:,}'} |")
+    return lines
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str, own: Collection[str] = ()) -> None:
+    """Grouped bars, one panel per table: tasks on the x axis, one bar per method that has the task, error bars =
+    std over seeds. Rows of ``own`` (sections with their own targets) get a panel of their own, so their tasks do
+    not widen the main panel with empty groups; a method keeps its colour across panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    panels = [p for p in ([r for r in rows if r["method"] not in own], [r for r in rows if r["method"] in own]) if p]
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    palette = plt.get_cmap("tab20" if len(labels) > 10 else "tab10")
+    colours = {label: palette(i % palette.N) for i, label in enumerate(labels)}
+    widths = [len({r["task"] for r in p}) * max(1.2, 0.25 * len({r["method"] for r in p})) for p in panels] or [6]
+    fig, axes = plt.subplots(1, len(widths), figsize=(max(6.0, sum(widths) + 1), 4.5), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, panel in zip(axes[0], panels):
+        _bars(ax, panel, colours)
+    if not panels:
+        axes[0][0].set_xticks([0], ["(no finished cells)"])
+    axes[0][0].set_ylabel("score")
+    fig.suptitle(title)
+    if labels:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 6), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bars(ax, rows: list[dict[str, Any]], colours: dict[str, Any]) -> None:
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    by_key = {(r["method"], r["task"]): r for r in rows}
+    width = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        # cells not run yet get no bar (a zero-height bar would read as a score of 0), a single seed no error bar
+        found = [(t, by_key[(label, task)]) for t, task in enumerate(tasks) if (label, task) in by_key]
+        xs = [t + (i - (len(labels) - 1) / 2) * width for t, _ in found]
+        ax.bar(xs, [r["mean"] for _, r in found], width, color=colours[label], capsize=2,
+               yerr=[float("nan") if r["std"] is None else r["std"] for _, r in found])
+    ax.set_xticks(range(len(tasks)), tasks)
+
+
+def cell_state(folder: Path) -> str:
+    """``done`` (results.json), ``partial`` (a checkpoint to resume from) or ``todo``."""
+    if (folder / "results.json").exists():
+        return "done"
+    return "partial" if (folder / "checkpoints" / "last").exists() else "todo"
+
+
+def status_table(config: QualityConfig, methods=None, targets=None, seeds=None) -> str:
+    """Markdown grid of the selected cells: per method and target, the seeds done / partial / to do, and how many
+    unfinished cells a worker holds now. Reads the output folder only (no backbone, no data)."""
+    seeds = list(seeds or config.seeds)
+    labels = list(methods or config.methods)
+    columns = list(dict.fromkeys(t for label in labels for t in section_targets(config, label, targets)))
+    lines = [f"cells of {config.out} (seeds {', '.join(map(str, seeds))}: done/partial/todo)", "",
+             "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    totals, running = {"done": 0, "partial": 0, "todo": 0}, 0
+    for label in labels:
+        own = section_targets(config, label, targets)
+        cells = []
+        for target in columns:
+            if target not in own:
+                cells.append("")
+                continue
+            folders = [cell_dir(config, label, target, seed) for seed in seeds]
+            states = [cell_state(folder) for folder in folders]
+            for state in states:
+                totals[state] += 1
+            running += sum(state != "done" and held_elsewhere(lock_path_for(f)) for state, f in zip(states, folders))
+            cells.append("/".join(str(states.count(s)) for s in ("done", "partial", "todo")))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"{totals['done']} done, {totals['partial']} partial, {totals['todo']} to do "
+              f"({running} of them running in a worker now); library: "
+              f"{'complete' if library_complete(library_path(config), config.library) else 'incomplete'}."]
+    return "\n".join(lines)
