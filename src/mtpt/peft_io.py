@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from peft import PromptTuningConfig, TaskType
 from safetensors.torch import save_file
 from torch import Tensor
-from transformers import PreTrainedModel
 
 from mtpt.errors import MtptError
 from mtpt.prompt_io import PEFT_KEY, PEFT_WEIGHTS, load_prompt_tensor
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 def export_peft_prompt(prompt: Tensor, out_dir: str | Path, model: PreTrainedModel, base_model: str = "") -> Path:
     """Write one ``[L, d]`` prompt as a PEFT prompt-tuning adapter (encoder side only for seq2seq models)."""
+    from peft import PromptTuningConfig, TaskType  # lazy: importing peft takes seconds
+
     if prompt.dim() != 2:
         raise MtptError(f"A PEFT prompt must be [L, d], got shape {tuple(prompt.shape)}.")
     out = Path(out_dir)

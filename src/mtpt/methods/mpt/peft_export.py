@@ -11,19 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from peft import MultitaskPromptTuningConfig, TaskType
 from safetensors.torch import save_file
-from transformers import PreTrainedModel
 
 from mtpt.errors import MtptError
 from mtpt.prompt_io import PEFT_WEIGHTS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["cmd_export_mpt", "export_peft_multitask"]
 
 
 def export_peft_multitask(method, out_dir: str | Path, model: PreTrainedModel, base_model: str = "") -> Path:
     """Write an MPT module (``prompt_embeddings``, ``prefix_task_cols``, ``prefix_task_rows``) as a PEFT adapter."""
+    from peft import MultitaskPromptTuningConfig, TaskType  # lazy: importing peft takes seconds
+
     from mtpt.methods.mpt.module import COLS, ROWS, SHARED
 
     names = (SHARED, COLS, ROWS)
