@@ -9,8 +9,11 @@ Layout of the output folder::
     <out>/results.{csv,json,md,png}             the table: per task x method, mean ± std over seeds
 
 A cell whose ``results.json`` exists is finished and skipped, so an interrupted benchmark is resumed by running
-the same command again (an unfinished cell resumes from its last checkpoint through the trainer). Every method
-shares steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps.
+the same command again (an unfinished cell resumes from its last checkpoint through the trainer). Several workers
+running the same command share the cells: each claims a cell with a lock file beside it (``.seed-<s>.lock``)
+and leaves a cell another worker holds (status ``busy``); shared stages are trained by one worker, waited for by
+the others. Every method shares steps, prompt length (where the method has one of its own), data, k-shot split
+and evaluation caps.
 
 Method sections may use ``{library}``, ``{source_run}`` and ``{target_stage1}`` in string options;
 ``source_library`` is filled in when left empty. ``{target_stage1}`` is the cell's short PT run on the target from
