@@ -60,3 +60,8 @@ def test_a_cell_another_worker_runs_is_left_to_it(tmp_path, capsys):
     assert COMMANDS["bench"][1](["quality", str(path)]) == 0
     assert capsys.readouterr().out.splitlines()[0].split()[-1] == "trained"
     assert (cell / "results.json").exists()
+    # a finished cell is skipped without touching its lock: no lock file is created, a held lock does not matter
+    lock_path_for(cell).unlink()
+    assert COMMANDS["bench"][1](["quality", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[-1] == "skipped"
+    assert not lock_path_for(cell).exists()

@@ -332,8 +332,11 @@ class Bench:
         """Run one cell unless it is finished (``skipped``) or another worker is running it (``busy``): several
         invocations of the same command share the cells between them."""
         out = cell_dir(self.config, label, target, seed)
+        if (out / "results.json").exists():  # finished cells never change: no lock file for them
+            self.check_unchanged(out, method, target, seed)
+            return "skipped"
         with exclusive(lock_path_for(out), wait=False) as mine:
-            if (out / "results.json").exists():
+            if (out / "results.json").exists():  # another worker finished it since the check above
                 self.check_unchanged(out, method, target, seed)
                 return "skipped"
             if not mine:

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from mtpt.atomic import atomic_write_text
 from mtpt.errors import MtptError
 from mtpt.prompt_io import load_prompt_tensor, save_prompt
 
@@ -108,22 +109,6 @@ class _Manifest:
             "prompt_length": self.prompt_length, "hidden_size": self.hidden_size, "init": self.init,
             "init_path": INIT_FILE, "entries": [e.to_json() for e in self.entries],
         }
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def entry_folder(task: str, seed: int) -> str:

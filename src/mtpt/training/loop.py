@@ -21,6 +21,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from mtpt.atomic import atomic_write_text
 from mtpt.batching import pad_batch
 from mtpt.config import RunConfig, dump_yaml, to_plain
 from mtpt.errors import MtptError
@@ -294,7 +295,7 @@ class Trainer:
         if self.acc.is_main_process:
             summary = {"best_step": result.best_step, "best_metric": result.best_metric, "final": result.final,
                        "environment": run_environment(self.acc.num_processes, self.acc.mixed_precision)}
-            (self.run_dir / "results.json").write_text(json.dumps(summary, indent=1))
+            atomic_write_text(self.run_dir / "results.json", json.dumps(summary, indent=1))
         if self.tb is not None:
             self.tb.close()
         return result

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from mtpt.atomic import atomic_write_text
 from mtpt.errors import MtptError
 
 __all__ = ["GridResult", "cmd_tpv_grid", "run_grid", "select_best"]
@@ -109,7 +110,7 @@ def _write_run(parts, method, result: GridResult, precision: str) -> None:
     (run_dir / "grid.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.grid))
     summary = {"best_step": 0, "best_metric": result.best_metric, "best_lambdas": result.best_lambdas,
                "final": result.final, "environment": run_environment(precision=precision)}
-    (run_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=1))
 
 
 def cmd_tpv_grid(argv: list[str]) -> int:
