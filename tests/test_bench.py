@@ -208,7 +208,7 @@ def test_quality_smoke_and_resume(quality_config, capsys):
 
 
 def test_methods_without_transfer_run_before_the_library_exists(quality_config, capsys):
-    from mtpt.bench.quality import needs_library
+    from mtpt.bench.quality_config import needs_library
     from mtpt.errors import MtptError
 
     path, out = quality_config
@@ -252,7 +252,7 @@ def test_quality_rejects_unknown_method_selector(quality_config):
 def test_shipped_bench_configs_parse():
     from pathlib import Path
 
-    from mtpt.bench.quality import QualityConfig, fill_options, section_targets
+    from mtpt.bench.quality_config import QualityConfig, fill_options, section_targets
     from mtpt.config import method_config, parse_config
 
     configs = sorted(Path(__file__).resolve().parents[1].glob("configs/bench/*.yaml"))
@@ -271,7 +271,7 @@ def test_shipped_bench_configs_parse():
 
 
 def test_target_data_overrides_the_shared_kshot_split():
-    from mtpt.bench.quality import QualityConfig, target_data
+    from mtpt.bench.quality_config import QualityConfig, target_data
     from mtpt.errors import MtptError
 
     config = QualityConfig(kshot=16, target_data={"few": {"kshot": 32, "kshot_seed": 0}, "bad": {"kshots": 1}})
@@ -294,7 +294,7 @@ def test_paired_ratio_and_verdicts():
 
 
 def test_results_table_shows_no_std_for_a_single_seed(tmp_path):
-    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_config import QualityConfig
     from mtpt.bench.quality_report import plot, render
 
     row = {"method": "pt", "task": "rte", "mean": 57.55, "seeds": 1, "trainable": 11520}
@@ -313,7 +313,7 @@ def row(method, task, scores):
 
 
 def test_paired_column_compares_only_the_cells_both_methods_have():
-    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_config import QualityConfig
     from mtpt.bench.quality_report import paired_difference, render
 
     rows = [row("pt", "rte", {13: 50.0, 21: 60.0}), row("pt", "cb", {13: 40.0}),
@@ -335,7 +335,7 @@ def test_paired_column_compares_only_the_cells_both_methods_have():
 
 
 def test_majority_class_reference_needs_only_the_data():
-    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_config import QualityConfig
     from mtpt.bench.quality_report import render
     from mtpt.bench.reference import majority_scores
 
@@ -351,7 +351,7 @@ def test_majority_class_reference_needs_only_the_data():
 def test_rows_with_their_own_targets_are_compared_with_their_own_baseline():
     """TA-LoRA's unseen-data row runs on source tasks, where the main baseline has no cells: its table compares it
     with the row named by own_targets_baseline (PT on the same source k-shot data)."""
-    from mtpt.bench.quality import QualityConfig
+    from mtpt.bench.quality_config import QualityConfig
     from mtpt.bench.quality_report import render
 
     own = {"targets": ["mnli"]}

@@ -150,7 +150,7 @@ def test_leakage_rules_from_provenance():
 
 
 def _bench_cells():
-    from mtpt.bench.quality import QualityConfig, section_targets
+    from mtpt.bench.quality_config import QualityConfig, section_targets
     from mtpt.config import parse_config
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "bench").glob("quality-*.yaml")):
@@ -167,7 +167,7 @@ def _bench_cells():
 def test_every_shipped_benchmark_cell_has_its_data(config, target, seed):
     """A quality cell must not fail hours into a benchmark for want of data: the k-shot train and validation
     sets of every (target, seed) of the shipped configs can be drawn, and the test split exists."""
-    from mtpt.bench.quality import target_data
+    from mtpt.bench.quality_config import target_data
 
     data = target_data(config, target, seed)
     task = get_task(target)

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Collection
 
-from mtpt.bench.quality import (QualityConfig, cell_dir, library_complete, library_path, section_source_stage,
-                                section_targets)
+from mtpt.bench.quality_config import (QualityConfig, cell_dir, library_complete, library_path,
+                                       section_source_stage, section_targets)
 from mtpt.bench.reference import majority_scores
 from mtpt.locking import held_elsewhere, lock_path_for
 
@@ -64,7 +64,8 @@ def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str
                                          "kshot": config.kshot, "steps": config.steps, "rows": rows,
                                          "majority": majority}, indent=1))
     paths["md"].write_text(render(config, rows, majority))
-    plot(rows, paths["png"], f"{config.backbone}, {config.kshot}-shot, {config.report_split}", own_target_sections(config))
+    title = f"{config.backbone}, {config.kshot}-shot, {config.report_split}"
+    plot(rows, paths["png"], title, own_target_sections(config))
     return paths
 
 

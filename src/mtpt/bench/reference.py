@@ -16,7 +16,7 @@ from mtpt.tasks import get_task
 def majority_scores(config: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
     """``{task: score}`` for each classification task of ``rows``, averaged over the seeds its cells ran (a capped
     report split is sampled with the cell's seed). Tasks whose data cannot be read are left out."""
-    from mtpt.bench.quality import target_data  # the same data section the cells evaluated with
+    from mtpt.bench.quality_config import target_data  # the same data section the cells evaluated with
 
     out = {}
     for task_name in dict.fromkeys(r["task"] for r in rows):

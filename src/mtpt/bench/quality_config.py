@@ -1,0 +1,237 @@
+"""The configuration of ``mtpt bench quality`` and where its runs live: the config dataclasses, the command-line
+parsing, the folder of every cell and shared stage, and the filling of a method section's placeholders.
+
+:mod:`mtpt.bench.quality` runs the cells, :mod:`mtpt.bench.quality_report` tables them; both read this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mtpt.config import DataConfig, EvalConfig, TrainConfig, parse_config
+from mtpt.errors import MtptError
+
+CELLS = "cells"
+TARGET_STAGE1 = "{target_stage1}"
+SECTION_KEYS = ("source_stage", "targets")
+"""Keys of a method section that belong to the benchmark, not to the method's config."""
+
+
+@dataclass
+class LibrarySection:
+    """The source stage shared by every method (a library of single-task prompts from one P_init)."""
+
+    sources: list[str] = field(default_factory=lambda: ["demo-sst2"])
+    """Source tasks; each gets one prompt per seed."""
+    steps: int = 500
+    """Prompt-tuning steps per source (and of the methods' source-stage runs)."""
+    seeds: list[int] = field(default_factory=lambda: [42])
+    """Seeds of the source prompts."""
+    lr: float | None = None
+    """Learning rate of the source stage; null = train.lr."""
+    max_train_examples: int | None = 20000
+    """Cap on each source's training set (the sources are large: a seeded sample of this size)."""
+    mixture: bool = True
+    """Also tune the mixture-of-sources prompt (generic SPoT, TA-LoRA's theta0 from library_mixture)."""
+    eval_every: int | None = None
+    """Validation interval of the source runs (library and source stages); null = train.eval_every."""
+    path: str = ""
+    """Library folder; empty = <out>/library."""
+
+
+@dataclass
+class TargetStage1Section:
+    """The short PT run per target and seed that ``{target_stage1}`` stands for (from the library's P_init)."""
+
+    steps: int = 50
+    """Steps of the run (SPoT's retrieval steps, DTVG's stage-I steps)."""
+    lr: float | None = None
+    """Its learning rate; null = train.lr."""
+
+
+@dataclass
+class QualityConfig:
+    """A quality benchmark: a source library, target tasks, seeds and the methods to compare."""
+
+    backbone: str = "smollm2-135m"
+    """Backbone of every run (tiny-llama for smoke runs)."""
+    out: str = "runs/bench/quality"
+    """Output folder (library, cells, results)."""
+    library: LibrarySection = field(default_factory=LibrarySection)
+    target_stage1: TargetStage1Section = field(default_factory=TargetStage1Section)
+    targets: list[str] = field(default_factory=lambda: ["demo-sst2"])
+    """Target tasks; every method trains one run per target and seed."""
+    kshot: int | None = 16
+    """k examples per class for the target runs (null = full data)."""
+    seeds: list[int] = field(default_factory=lambda: [13, 21, 42])
+    """Seeds: the k-shot split seed and the training seed of each cell."""
+    target_data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-target data overrides (DataConfig fields), e.g. {superglue-cb: {kshot: 32, kshot_seed: 0}}: FewGLUE's
+    one published 32-example split, whose cells then differ only in their training seed."""
+    steps: int = 100
+    """Optimizer steps of every target run."""
+    prompt_length: int = 20
+    """Prompt length of the library and of every method whose own default is a number (PT)."""
+    methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {"pt": {"name": "pt"}})
+    """Method sections by row label: {label: {name: <method>, ...options, source_stage: {...}}}."""
+    report_split: str = "test"
+    """Split whose scores go into the results table."""
+    baseline: str = "pt"
+    """Row label every other row is compared with cell by cell (same task and seed) in the table's paired
+    column; empty = no paired column."""
+    own_targets_baseline: str = ""
+    """The same for the table of sections with their own ``targets`` (TA-LoRA's unseen-data protocol): the row
+    they are compared with on their tasks, e.g. PT on the same k-shot source data; empty = no paired column."""
+    data: DataConfig = field(default_factory=lambda: DataConfig(max_eval_examples=500))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --- command line --------------------------------------------------------------------------------------------------
+def parse_quality_args(argv: list[str]) -> tuple[QualityConfig, argparse.Namespace]:
+    """``CONFIG [--methods ...] [--targets ...] [--seeds ...] [--field value ...]``: the three selectors pick
+    a subset of the config's cells; every other flag overrides a config field."""
+    selector = argparse.ArgumentParser(add_help=False)
+    selector.add_argument("--methods", nargs="+", default=None)
+    selector.add_argument("--targets", nargs="+", default=None)
+    selector.add_argument("--seeds", nargs="+", type=int, default=None)
+    selector.add_argument("--status", action="store_true")
+    selector.add_argument("--tables", action="store_true")
+    picked, rest = selector.parse_known_args(argv)
+    config = parse_config(QualityConfig, rest, "mtpt bench quality", "bench")
+    unknown = sorted(set(picked.methods or []) - set(config.methods))
+    if unknown:
+        raise MtptError(f"--methods {' '.join(unknown)}: not in the config's methods ({', '.join(config.methods)}).")
+    return config, picked
+
+
+def library_path(config: QualityConfig) -> Path:
+    return Path(config.library.path or Path(config.out) / "library")
+
+
+def cell_dir(config: QualityConfig, method: str, target: str, seed: int) -> Path:
+    return Path(config.out) / CELLS / method / target / f"seed-{seed}"
+
+
+def section_targets(config: QualityConfig, label: str, selected: list[str] | None = None) -> list[str]:
+    """The targets of a method section: its own ``targets`` (e.g. TA-LoRA's unseen-data protocol, whose targets
+    are source tasks) or the config's; a ``--targets`` selection filters a section's own list and replaces the
+    config's."""
+    own = config.methods[label].get("targets")
+    if own is None:
+        return list(selected or config.targets)
+    if not isinstance(own, list) or not all(isinstance(t, str) for t in own):
+        raise MtptError(f"methods.{label}.targets: expected a list of task names, got {own!r}.")
+    return [t for t in own if selected is None or t in selected]
+
+
+def target_data(config: QualityConfig, target: str, seed: int) -> DataConfig:
+    """The data section of a target's cells: the shared one, k-shot split ``seed``, then the target's overrides."""
+    overrides = config.target_data.get(target, {})
+    known = {f.name for f in fields(DataConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise MtptError(f"target_data.{target}: unknown data field(s) {', '.join(unknown)}; "
+                        f"choose from {', '.join(sorted(known))}.")
+    return replace(config.data, **{"kshot": config.kshot, "kshot_seed": seed, **overrides})
+
+
+def source_stage_dir(config: QualityConfig, method: dict[str, Any]) -> Path:
+    """``source-stages/<method>-<hash of its options>``: sections with the same source stage share one run (e.g.
+    TA-LoRA's unseen-task and unseen-data rows)."""
+    digest = hashlib.sha256(json.dumps(method, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(config.out) / "source-stages" / f"{method['name']}-{digest}"
+
+
+def section_source_stage(config: QualityConfig, options: dict[str, Any], library: str) -> tuple[dict[str, Any], Path]:
+    """The filled method options of a section's ``source_stage`` and the folder its run lives in."""
+    method = own_prompt_length(fill_options(options["source_stage"], library), config.prompt_length)
+    return method, source_stage_dir(config, method)
+
+
+def target_stage1_dir(config: QualityConfig, target: str, seed: int) -> Path:
+    """``target-stage1/<target>/seed-<s>-steps<n>-lr<lr>``: steps and lr in the name, so that changing them in the
+    config trains a new run instead of reusing a stale one."""
+    stage = config.target_stage1
+    return (Path(config.out) / "target-stage1" / target
+            / f"seed-{seed}-steps{stage.steps}-lr{stage.lr or config.train.lr:g}")
+
+
+def substitute(value: Any, mapping: dict[str, str]) -> Any:
+    """``value`` with every placeholder of ``mapping`` replaced in its strings (nested lists and dicts too)."""
+    if isinstance(value, str):
+        for placeholder, replacement in mapping.items():
+            value = value.replace(placeholder, replacement)
+        return value
+    if isinstance(value, list):
+        return [substitute(v, mapping) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, mapping) for k, v in value.items()}
+    return value
+
+
+def mentions(value: Any, placeholder: str) -> bool:
+    if isinstance(value, str):
+        return placeholder in value
+    if isinstance(value, list):
+        return any(mentions(v, placeholder) for v in value)
+    if isinstance(value, dict):
+        return any(mentions(v, placeholder) for v in value.values())
+    return False
+
+
+def method_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """The option names of the method a section names, with their defaults."""
+    from mtpt.methods.registry import get_method
+
+    return {f.name: f.default for f in fields(get_method(str(options["name"])).config_cls)}
+
+
+def fill_options(options: dict[str, Any], library: str, source_run: str = "") -> dict[str, Any]:
+    """Replace ``{library}``/``{source_run}`` placeholders and fill an empty ``source_library``
+    (``{target_stage1}`` is left for :meth:`Bench.run` to fill per cell)."""
+    mapping = {"{library}": library, "{source_run}": source_run}
+    filled = {k: substitute(v, mapping) for k, v in options.items() if k not in SECTION_KEYS}
+    names = method_defaults(filled)
+    if "source_library" in names and not filled.get("source_library"):
+        filled["source_library"] = library
+    if "source_run" in names and source_run and not filled.get("source_run"):
+        filled["source_run"] = source_run
+    return filled
+
+
+def needs_library(options: dict[str, Any]) -> bool:
+    """Whether a method section transfers from the source library (directly, through a multi-task source stage or
+    through ``{target_stage1}``, which starts from the library's P_init)."""
+    names = method_defaults(options)
+    return ("source_stage" in options or "source_library" in names
+            or any(mentions(options, p) for p in ("{library}", "{source_run}", TARGET_STAGE1)))
+
+
+def own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
+    """Give the shared prompt length to methods whose own default is a number (PT); the others take theirs from
+    the library or their source run, which were built with the same length."""
+    defaults = method_defaults(options)
+    if isinstance(defaults.get("prompt_length"), int) and "prompt_length" not in options:
+        return {**options, "prompt_length": length}
+    return options
+
+
+def source_eval_every(config: QualityConfig) -> int:
+    lib = config.library
+    return min(lib.eval_every or config.train.eval_every, lib.steps)
+
+
+def library_complete(path: Path, lib: LibrarySection) -> bool:
+    from mtpt.library.format import MIXTURE, SourceLibrary
+
+    if not (path / "manifest.json").exists():
+        return False
+    library = SourceLibrary.open(path)
+    tasks = list(lib.sources) + ([MIXTURE] if lib.mixture else [])
+    return all(library.has(task, seed) for task in tasks for seed in lib.seeds)
