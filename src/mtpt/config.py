@@ -7,13 +7,14 @@ the command line with a dotted flag (``--train.lr 0.01``). The ``method`` sectio
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, DefaultHelpFormatter, set_parsing_settings
 
 from mtpt.errors import MtptError
 from mtpt.methods.registry import MethodSpec, get_method
@@ -121,12 +122,29 @@ class RunConfig:
 
 _KEY = "cfg"  # the namespace every config dataclass is parsed under; users write --field, not --cfg.field
 
+# --help shows each field's docstring (the text under it in the dataclass) and each section's class docstring
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
+
+class _UserFlagsFormatter(DefaultHelpFormatter):
+    """Help that shows the flags as users type them (``--train.lr``), without the internal namespace."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        return _unprefixed(super()._format_action_invocation(action))
+
+    def _format_usage(self, usage, actions, groups, prefix) -> str:
+        return _unprefixed(super()._format_usage(usage, actions, groups, prefix))
+
 
 def config_parser(cls: type, prog: str) -> ArgumentParser:
     """A parser for a config dataclass: one flag per field, help from the field docstrings."""
-    parser = ArgumentParser(prog=prog, exit_on_error=False, description=cls.__doc__)
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description=cls.__doc__,
+                            formatter_class=_UserFlagsFormatter)
     parser.add_argument("config", nargs="?", help="YAML config file (fields not given keep their defaults).")
     parser.add_class_arguments(cls, _KEY)
+    for action in parser._actions:
+        if action.option_strings == [f"--{_KEY}"]:  # unreachable (--cfg becomes --cfg.cfg): the positional does it
+            action.help = argparse.SUPPRESS
     return parser
 
 
