@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from fixtures.library.tiny_tasks import (
     SOURCES, TARGET, quick_data, quick_eval, quick_train, register_fixture_tasks, shared_library,
 )
+import mtpt.atomic
 from mtpt.cli import main as cli_main
 from mtpt.errors import MtptError
 from mtpt.library import MIXTURE, LibraryEntry, SourceLibrary
@@ -185,9 +186,9 @@ def test_a_crash_while_writing_the_manifest_keeps_the_old_one(tmp_path, backbone
     def crash(src, dst):
         raise OSError("power cut")
 
-    monkeypatch.setattr(library_format.os, "replace", crash)
+    monkeypatch.setattr(mtpt.atomic.os, "replace", crash)
     with pytest.raises(OSError):
-        library_format.atomic_write_text(tmp_path / "lib" / "manifest.json", "{broken")
+        mtpt.atomic.atomic_write_text(tmp_path / "lib" / "manifest.json", "{broken")
     monkeypatch.undo()
     assert (tmp_path / "lib" / "manifest.json").read_text() == manifest
     assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["init.safetensors", "manifest.json"]

@@ -130,16 +130,21 @@ class Bench:
         """Run one cell unless it is finished (``skipped``) or another worker is running it (``busy``): several
         invocations of the same command share the cells between them."""
         out = cell_dir(self.config, label, target, seed)
-        if (out / "results.json").exists():  # finished cells never change: no lock file for them
-            self.check_unchanged(out, method, target, seed)
+        if self._finished(out, method, target, seed):  # finished cells never change: no lock file for them
             return "skipped"
         with exclusive(lock_path_for(out), wait=False) as mine:
-            if (out / "results.json").exists():  # another worker finished it since the check above
-                self.check_unchanged(out, method, target, seed)
+            if self._finished(out, method, target, seed):  # another worker finished it since the check above
                 return "skipped"
             if not mine:
                 return "busy"
             return self._run(self.cell_config(self._cell_method(method, target, seed), target, seed, out))
+
+    def _finished(self, out: Path, method: dict[str, Any], target: str, seed: int) -> bool:
+        """Whether the cell has its results (checked against the config it was run with)."""
+        if not (out / "results.json").exists():
+            return False
+        self.check_unchanged(out, method, target, seed)
+        return True
 
     def check_unchanged(self, out: Path, method: dict[str, Any], target: str, seed: int) -> None:
         """Refuse to skip a finished cell whose recorded config differs from the one the config now gives."""

@@ -4,10 +4,12 @@ grid. Everything here reads finished run folders only: no backbone, no data beyo
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Collection
 
+from mtpt.atomic import atomic_write_bytes, atomic_write_text
 from mtpt.bench.quality_config import (QualityConfig, cell_dir, library_complete, library_path,
                                        section_source_stage, section_targets)
 from mtpt.bench.reference import majority_scores
@@ -55,15 +57,17 @@ def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"results.{ext}" for ext in ("csv", "json", "md", "png")}
     columns = ["method", "name", "task", "mean", "std", "seeds", "trainable", "per_task", "shared"]
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    # atomic writes: two workers that finish together each rewrite the table; neither may leave half a file
+    atomic_write_text(paths["csv"], table.getvalue())
     majority = majority_scores(config, rows)
-    paths["json"].write_text(json.dumps({"split": config.report_split, "backbone": config.backbone,
-                                         "kshot": config.kshot, "steps": config.steps, "rows": rows,
-                                         "majority": majority}, indent=1))
-    paths["md"].write_text(render(config, rows, majority))
+    atomic_write_text(paths["json"], json.dumps({"split": config.report_split, "backbone": config.backbone,
+                                                 "kshot": config.kshot, "steps": config.steps, "rows": rows,
+                                                 "majority": majority}, indent=1))
+    atomic_write_text(paths["md"], render(config, rows, majority))
     title = f"{config.backbone}, {config.kshot}-shot, {config.report_split}"
     plot(rows, paths["png"], title, own_target_sections(config))
     return paths
@@ -214,8 +218,10 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str, own: Collection[str
         handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
         fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 6), 1, 1))
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=120)
     plt.close(fig)
+    atomic_write_bytes(path, image.getvalue())
 
 
 def _bars(ax, rows: list[dict[str, Any]], colours: dict[str, Any]) -> None:

@@ -52,7 +52,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 __all__ = [
     "FORMAT_VERSION", "INIT_FILE", "MANIFEST", "MIXTURE", "PROMPT_FILE", "LibraryEntry", "SourceLibrary",
-    "atomic_write_text",
 ]
 
 
