@@ -65,3 +65,27 @@ def test_a_cell_another_worker_runs_is_left_to_it(tmp_path, capsys):
     assert COMMANDS["bench"][1](["quality", str(path)]) == 0
     assert capsys.readouterr().out.splitlines()[0].split()[-1] == "skipped"
     assert not lock_path_for(cell).exists()
+
+
+def test_tables_are_written_under_the_tables_lock(tmp_path, monkeypatch):
+    """Two workers finishing together each rewrite results.{csv,json,md,png}: each collects and writes holding one
+    lock, so the four files always come from one collection of finished cells."""
+    from mtpt.bench import quality
+    from mtpt.bench.commands import COMMANDS
+
+    config = {"backbone": "tiny-llama", "out": str(tmp_path / "q"), "targets": ["glue-rte"], "seeds": [1],
+              "methods": {"pt": {"name": "pt"}}}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    tables_lock = lock_path_for(tmp_path / "q" / "results")
+    held = []
+
+    def write_results(*args):
+        held.append(held_elsewhere(tables_lock))  # a second open of the lock is refused while the writer holds it
+        return real_write(*args)
+
+    real_write = quality.write_results
+    monkeypatch.setattr(quality, "write_results", write_results)
+    assert COMMANDS["bench"][1](["quality", str(path), "--tables"]) == 0
+    assert held == [True] and (tmp_path / "q" / "results.md").exists()
+    assert not held_elsewhere(tables_lock)

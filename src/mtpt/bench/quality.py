@@ -227,9 +227,11 @@ def cmd_quality(argv: list[str]) -> int:
         for row in bench.run(picked.methods, picked.targets, picked.seeds):
             print(f"  {row['method']:<20} {row['target']:<20} seed {row['seed']:<5} {row['status']}")
     # The table covers every finished cell of the config (and of the selection), so that running a subset
-    # does not drop earlier results from it.
-    rows = collect(config, None, _union(config.targets, picked.targets), _union(config.seeds, picked.seeds))
-    paths = write_results(config, rows)
+    # does not drop earlier results from it. One worker at a time collects and writes, so the four table files
+    # always come from the same set of finished cells.
+    with exclusive(lock_path_for(Path(config.out) / "results")):
+        rows = collect(config, None, _union(config.targets, picked.targets), _union(config.seeds, picked.seeds))
+        paths = write_results(config, rows)
     print(paths["md"].read_text())
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
