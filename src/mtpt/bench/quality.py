@@ -12,8 +12,8 @@ A cell whose ``results.json`` exists is finished and skipped, so an interrupted 
 the same command again (an unfinished cell resumes from its last checkpoint through the trainer). Several workers
 running the same command share the cells: each claims a cell with a lock file beside it (``.seed-<s>.lock``)
 and leaves a cell another worker holds (status ``busy``); shared stages are trained by one worker, waited for by
-the others; the result tables are rewritten by one worker at a time (``.results.lock``). Every method shares steps, prompt length (where the method has one of its own), data, k-shot split
-and evaluation caps.
+the others; the result tables are rewritten by one worker at a time (``.results.lock``). Every method shares
+steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps.
 
 Method sections may use ``{library}``, ``{source_run}`` and ``{target_stage1}`` in string options;
 ``source_library`` is filled in when left empty. ``{target_stage1}`` is the cell's short PT run on the target from
