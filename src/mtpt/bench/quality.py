@@ -232,7 +232,8 @@ def cmd_quality(argv: list[str]) -> int:
     with exclusive(lock_path_for(Path(config.out) / "results")):
         rows = collect(config, None, _union(config.targets, picked.targets), _union(config.seeds, picked.seeds))
         paths = write_results(config, rows)
-    print(paths["md"].read_text())
+        table = paths["md"].read_text()  # inside the lock: this worker's table, not one written just after
+    print(table)
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0
 
