@@ -36,3 +36,22 @@ def test_help_lists_flags_as_typed_with_each_fields_docstring(capsys):
     assert "Train on k examples per class" in out  # DataConfig.kshot's docstring
     # the flags the help shows are the ones that parse
     assert parse_run_config(["--train.lr", "0.5", "--data.kshot", "4"]).train.lr == 0.5
+
+
+def test_yaml_overrides_apply_in_order_file_then_flags(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train: {lr: 0.1, steps: 7}\ndata: {kshot: 8}\n", encoding="utf-8")
+    config = parse_run_config([str(path), "--train.lr", "0.5"])
+    assert (config.train.lr, config.train.steps, config.data.kshot) == (0.5, 7, 8)
+    assert type(config.train).__name__ == "TrainConfig"
+
+
+def test_a_bad_key_is_reported_with_where_it_came_from(tmp_path):
+    from mtpt.errors import MtptError
+
+    path = tmp_path / "run.yaml"
+    path.write_text("train: {lr: 0.1, bogus: 3}\n", encoding="utf-8")
+    with pytest.raises(MtptError, match=f"run configuration \\({path}\\).*bogus"):
+        parse_run_config([str(path)])
+    with pytest.raises(MtptError, match="\\(command line\\).*--train.lrr"):
+        parse_run_config(["--train.lrr", "1"])

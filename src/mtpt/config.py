@@ -7,14 +7,13 @@ the command line with a dotted flag (``--train.lr 0.01``). The ``method`` sectio
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from jsonargparse import ArgumentParser, DefaultHelpFormatter, set_parsing_settings
+from jsonargparse import ArgumentParser, set_parsing_settings
 
 from mtpt.errors import MtptError
 from mtpt.methods.registry import MethodSpec, get_method
@@ -120,48 +119,40 @@ class RunConfig:
         return self.data.data_root or os.environ.get("MTPT_DATA_ROOT")
 
 
-_KEY = "cfg"  # the namespace every config dataclass is parsed under; users write --field, not --cfg.field
-
 # --help shows each field's docstring (the text under it in the dataclass) and each section's class docstring
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
-class _UserFlagsFormatter(DefaultHelpFormatter):
-    """Help that shows the flags as users type them (``--train.lr``), without the internal namespace."""
-
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        return _unprefixed(super()._format_action_invocation(action))
-
-    def _format_usage(self, usage, actions, groups, prefix) -> str:
-        return _unprefixed(super()._format_usage(usage, actions, groups, prefix))
-
-
 def config_parser(cls: type, prog: str) -> ArgumentParser:
-    """A parser for a config dataclass: one flag per field, help from the field docstrings."""
-    parser = ArgumentParser(prog=prog, exit_on_error=False, description=cls.__doc__,
-                            formatter_class=_UserFlagsFormatter)
+    """A parser for a config dataclass: one flag per field (``--train.lr``), help from the field docstrings."""
+    parser = ArgumentParser(prog=prog, exit_on_error=False, description=cls.__doc__)
     parser.add_argument("config", nargs="?", help="YAML config file (fields not given keep their defaults).")
-    parser.add_class_arguments(cls, _KEY)
-    for action in parser._actions:
-        if action.option_strings == [f"--{_KEY}"]:  # unreachable (--cfg becomes --cfg.cfg): the positional does it
-            action.help = argparse.SUPPRESS
+    parser.add_class_arguments(cls)  # no nested key: the fields are top-level flags, as users type them
     return parser
 
 
 def parse_config(cls: type, argv: list[str], prog: str, what: str = "run"):
     """Parse ``[CONFIG.yaml] [--field value ...]`` into ``cls``: YAML first, then dotted command-line overrides."""
     parser = config_parser(cls, prog)
-    argv = [_prefixed(arg) for arg in argv]
+    source = "command line"  # named in the error, so the user knows whether to fix the file or the flags
     try:
         ns = parser.parse_args(argv)
-        base = load_yaml(ns.config) if ns.config else {}
-        merged = parser.parse_object({_KEY: base}) if base else parser.get_defaults()
-        ns = parser.parse_args(argv, namespace=merged)
-        return getattr(parser.instantiate(ns), _KEY)
+        if ns.config:
+            base, source = load_yaml(ns.config), ns.config
+            merged = parser.parse_object(base) if base else parser.get_defaults()
+            source = "command line"
+        else:
+            merged = parser.get_defaults()
+        return _instantiate(parser, cls, parser.parse_args(argv, namespace=merged))
     except MtptError:
         raise
     except Exception as err:  # jsonargparse reports bad keys and values with their path
-        raise MtptError(f"Invalid {what} configuration: {_unprefixed(str(err))}") from None
+        raise MtptError(f"Invalid {what} configuration ({source}): {err}") from None
+
+
+def _instantiate(parser: ArgumentParser, cls: type, ns):
+    built = parser.instantiate(ns)  # nested sections become their dataclasses; the top level stays a namespace
+    return cls(**{f.name: built[f.name] for f in fields(cls)})
 
 
 def run_parser(prog: str = "mtpt train") -> ArgumentParser:
@@ -172,16 +163,6 @@ def run_parser(prog: str = "mtpt train") -> ArgumentParser:
 def parse_run_config(argv: list[str]) -> RunConfig:
     """Parse ``[CONFIG.yaml] [--field value ...]`` into a :class:`RunConfig`."""
     return parse_config(RunConfig, argv, "mtpt train", "run")
-
-
-def _unprefixed(message: str) -> str:
-    return message.replace(f"--{_KEY}.", "--").replace(f'"{_KEY}.', '"')
-
-
-def _prefixed(arg: str) -> str:
-    if arg.startswith("--") and not arg.startswith(f"--{_KEY}.") and arg not in ("--help", "-h", "--print_config"):
-        return f"--{_KEY}." + arg[2:]
-    return arg
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -232,7 +213,7 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from its plain form (e.g. a run folder's config.yaml)."""
     parser = run_parser()
     try:
-        return getattr(parser.instantiate(parser.parse_object({_KEY: data})), _KEY)
+        return _instantiate(parser, RunConfig, parser.parse_object(data))
     except Exception as err:
         raise MtptError(f"Invalid run configuration: {err}") from None
 
