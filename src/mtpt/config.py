@@ -134,19 +134,21 @@ def config_parser(cls: type, prog: str) -> ArgumentParser:
 def parse_config(cls: type, argv: list[str], prog: str, what: str = "run"):
     """Parse ``[CONFIG.yaml] [--field value ...]`` into ``cls``: YAML first, then dotted command-line overrides."""
     parser = config_parser(cls, prog)
-    source = "command line"  # named in the error, so the user knows whether to fix the file or the flags
+    ns = _parsed(what, "command line", lambda: parser.parse_args(argv))
+    merged = parser.get_defaults()
+    if ns.config and (base := load_yaml(ns.config)):
+        merged = _parsed(what, ns.config, lambda: parser.parse_object(base))
+    return _parsed(what, "command line", lambda: _instantiate(parser, cls, parser.parse_args(argv, namespace=merged)))
+
+
+def _parsed(what: str, source: str, parse):
+    """``parse()``, with jsonargparse's error (it names the bad key or value) turned into one that also names
+    ``source``, the YAML file or the command line, so the user knows which to fix."""
     try:
-        ns = parser.parse_args(argv)
-        if ns.config:
-            base, source = load_yaml(ns.config), ns.config
-            merged = parser.parse_object(base) if base else parser.get_defaults()
-            source = "command line"
-        else:
-            merged = parser.get_defaults()
-        return _instantiate(parser, cls, parser.parse_args(argv, namespace=merged))
+        return parse()
     except MtptError:
         raise
-    except Exception as err:  # jsonargparse reports bad keys and values with their path
+    except Exception as err:
         raise MtptError(f"Invalid {what} configuration ({source}): {err}") from None
 
 
