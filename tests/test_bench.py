@@ -342,7 +342,8 @@ def test_majority_class_reference_needs_only_the_data():
     toy_task("bench-majority", n_eval=7)  # test labels 0, 1, 0, 1, 0, 1, 0: answering 0 everywhere is 4 of 7 right
     rows = [row("pt", "bench-majority", {1: 60.0, 2: 70.0}), row("pt", "no-such-task", {1: 50.0})]
     config = QualityConfig(methods={"pt": {"name": "pt"}}, report_split="test")
-    majority = majority_scores(config, rows)
+    with pytest.warns(UserWarning, match="left out for no-such-task: .*no-such-task"):
+        majority = majority_scores(config, rows)
     assert majority == pytest.approx({"bench-majority": 400 / 7})  # a task without readable data is left out
     assert "majority class (every example answered with the split's most frequent label, no model): " \
            "bench-majority 57.1." in render(config, rows, majority)

@@ -5,6 +5,7 @@ scores a prompt could reach by answering one class for everything."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -15,10 +16,12 @@ from mtpt.tasks import get_task
 
 def majority_scores(config: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
     """``{task: score}`` for each classification task of ``rows``, averaged over the seeds its cells ran (a capped
-    report split is sampled with the cell's seed). Tasks whose data cannot be read are left out."""
+    report split is sampled with the cell's seed). Tasks whose data cannot be read are left out, with a warning
+    that names them and the first reason, so a table rewritten without the benchmark files says why its
+    majority line is gone."""
     from mtpt.bench.quality_config import target_data  # the same data section the cells evaluated with
 
-    out = {}
+    out, unreadable = {}, {}
     for task_name in dict.fromkeys(r["task"] for r in rows):
         seeds = sorted({seed for r in rows if r["task"] == task_name for seed in r["scores"]})
         try:
@@ -27,9 +30,14 @@ def majority_scores(config: Any, rows: list[dict[str, Any]]) -> dict[str, float]
                 continue
             scores = [_majority_score(task, target_data(config, task_name, int(seed)), config.report_split)
                       for seed in seeds]
-        except (MtptError, OSError, KeyError, ValueError):
-            continue  # no data or task here (e.g. a table rewritten on a machine without the benchmark files)
+        except (MtptError, OSError, KeyError, ValueError) as err:
+            unreadable[task_name] = err  # no data or task here (e.g. a machine without the benchmark files)
+            continue
         out[task_name] = sum(scores) / len(scores)
+    if unreadable:
+        first = next(iter(unreadable.values()))
+        warnings.warn(f"majority-class reference left out for {', '.join(unreadable)}: their data could not be read "
+                      f"here, so the table has no majority line for them. First reason: {first}", stacklevel=2)
     return out
 
 
