@@ -314,6 +314,27 @@ def test_mpt_distillation_is_scaled_by_lambda(lib, backbone, tok):
         assert float(terms[1][name].detach()) == pytest.approx(0.25 * float(terms[0][name].detach()), rel=1e-5)
 
 
+def test_mpt_hidden_distance_option_reaches_the_loss(lib, backbone, tok):
+    from mtpt.methods.mpt.distillation import distillation_loss
+
+    batch = encode(tok, task_ids=[0, 1, 2])
+    method = build(backbone, {"name": "mpt", "source_library": lib, "hidden_distance": "normalized_mse"},
+                   list(SOURCES))
+    model = SoftPromptModel(backbone, method).train()
+    out = model(batch, want_hidden=True)
+    teacher = model(batch, want_hidden=True, prompts=method.teachers.index_select(0, batch.task_ids))
+    ctx = LossContext(PromptBatch(model.embed(batch.input_ids), batch.input_mask, batch.task_ids), out.prompts,
+                      out.logits, out.hidden, out.target_mask, lambda prompts: (teacher.logits, teacher.hidden))
+    got = float(method.extra_losses(ctx)["distill_mse"].detach())
+    expected = {distance: float(distillation_loss(out.logits, teacher.logits, out.hidden, teacher.hidden,
+                                                  out.target_mask, hidden_distance=distance)["mse"].detach())
+                for distance in ("mse", "normalized_mse")}
+    assert got == pytest.approx(expected["normalized_mse"], rel=1e-5)
+    assert got != pytest.approx(expected["mse"], rel=1e-3)
+    with pytest.raises(MtptError, match="hidden_distance"):
+        build(backbone, {"name": "mpt", "source_library": lib, "hidden_distance": "cosine"}, list(SOURCES))
+
+
 def test_mpt_target_stage_starts_from_the_source_run(tmp_path, lib, backbone):
     source = fake_mpt_source_run(backbone, lib, tmp_path / "source")
     saved = json.loads((source / "checkpoints" / "best" / "meta.json").read_text())

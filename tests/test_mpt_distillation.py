@@ -137,6 +137,25 @@ def test_distillation_keeps_dtype():
     assert losses["kl"].dtype == losses["mse"].dtype == torch.float32
 
 
+def test_normalized_hidden_distance_ignores_the_activation_scale():
+    logits, student = _outputs(0)
+    _, teacher = _outputs(1)
+    raw = distillation_loss(logits, logits, student, teacher)["mse"]
+    normalized = distillation_loss(logits, logits, student, teacher, hidden_distance="normalized_mse")["mse"]
+    # Scaling and shifting both models' hidden states (a backbone with larger activations) multiplies the raw
+    # term by the square of the scale and leaves the normalized one unchanged.
+    scaled = distillation_loss(logits, logits, 30 * student + 5, 30 * teacher - 2, hidden_distance="normalized_mse")
+    torch.testing.assert_close(scaled["mse"], normalized, rtol=1e-3, atol=0)  # up to layer norm's eps
+    torch.testing.assert_close(distillation_loss(logits, logits, 30 * student, 30 * teacher)["mse"], 900 * raw)
+    # Per position it is 2 (1 - Pearson r) of the two hidden vectors (population statistics, as layer norm uses).
+    pearson = [torch.corrcoef(torch.stack([student[b, t], teacher[b, t]]))[0, 1]
+               for b in range(student.shape[0]) for t in range(student.shape[1])]
+    torch.testing.assert_close(normalized, (2 * (1 - torch.stack(pearson))).mean(), rtol=1e-4, atol=1e-4)
+    assert distillation_loss(logits, logits, student, 3 * student + 1, hidden_distance="normalized_mse")["mse"] < 1e-8
+    with pytest.raises(ValueError, match="hidden_distance"):
+        distillation_loss(logits, logits, student, teacher, hidden_distance="cosine")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Target initialisation
 # ----------------------------------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ class MptConfig:
     """lambda: weight of KL and MSE, each logged as loss/distill_kl and loss/distill_mse."""
     distill_temperature: float = 1.0
     """Softmax temperature of the KL term."""
+    hidden_distance: Literal["mse", "normalized_mse"] = "mse"
+    """Hidden-state term: mse on the raw last hidden states (the paper), or normalized_mse on each position's
+    standardised hidden vector (our addition: scale-free, for backbones with large activations such as Gemma 3)."""
     source_run: str = ""
     """target stage: a finished MPT source-stage run folder (or one of its checkpoint folders)."""
     source_checkpoint: Literal["best", "last"] = "best"

@@ -4,7 +4,7 @@ Task prompt ``P^_k = P* ∘ (u_k v_k)`` (Hadamard product) with a shared ``P* [L
 ``u_k [L, r]``, ``v_k [r, d]`` per task (PEFT's layout: ``prefix_task_cols [K, L, r]``, ``prefix_task_rows
 [K, r, d]``). Source stage: the student ``P^_k`` is distilled from single-task PT teachers with
 ``L_task + lambda * (KL(teacher || student) + MSE(teacher hidden, student hidden))``; PEFT does not implement
-this loss, :func:`distillation_loss` does.
+this loss, :func:`distillation_loss` does (with an optional scale-free hidden-state distance, our addition).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 INIT_MODES = ("mean", "source", "random")
+HIDDEN_DISTANCES = ("mse", "normalized_mse")
 
-__all__ = ["INIT_MODES", "distillation_loss", "init_task_factors", "mpt_task_prompts"]
+__all__ = ["HIDDEN_DISTANCES", "INIT_MODES", "distillation_loss", "init_task_factors", "mpt_task_prompts"]
 
 
 def _check_factors(u: Tensor, v: Tensor) -> None:
@@ -72,6 +73,7 @@ def distillation_loss(
     teacher_hidden: Tensor,
     mask: Tensor | None = None,
     temperature: float = 1.0,
+    hidden_distance: str = "mse",
 ) -> dict[str, Tensor]:
     """MPT prompt-distillation terms.
 
@@ -80,6 +82,10 @@ def distillation_loss(
         student_hidden, teacher_hidden: ``[B, T, H]`` hidden states (the layer is the caller's choice).
         mask: ``[B, T]`` (1/True = position counts) or ``None``; masked positions contribute nothing.
         temperature: softmax temperature ``tau > 0`` for the KL term.
+        hidden_distance: ``"mse"`` (the paper's) compares the raw hidden states; ``"normalized_mse"`` first
+            standardises each position's hidden vector (zero mean, unit variance over the hidden units, as a layer
+            norm without weights does), so the term no longer grows with the backbone's activation scale and lies
+            in ``[0, 4]`` (it is ``2 (1 - r)`` for the Pearson correlation ``r`` of the two vectors).
 
     Returns:
         ``{"kl": ..., "mse": ...}`` scalars:
@@ -87,7 +93,8 @@ def distillation_loss(
         * ``kl`` = mean over selected positions of ``KL(p_teacher || p_student)`` summed over the vocabulary,
           with ``p = softmax(logits / tau)``, multiplied by ``tau**2`` (our choice, Hinton et al. 2015: keeps
           the gradient scale independent of ``tau``; no effect at the default ``tau = 1``).
-        * ``mse`` = mean over selected positions and hidden units of ``(student - teacher)**2``.
+        * ``mse`` = mean over selected positions and hidden units of ``(student - teacher)**2`` (of the
+          standardised vectors for ``"normalized_mse"``).
 
         The teacher tensors are detached (the teachers are frozen). Computed in the inputs' dtype; upcast
         low-precision logits before calling if needed.
@@ -102,6 +109,8 @@ def distillation_loss(
         )
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    if hidden_distance not in HIDDEN_DISTANCES:
+        raise ValueError(f"hidden_distance must be one of {HIDDEN_DISTANCES}, got {hidden_distance!r}")
     selected = _selected_positions(mask, student_logits.shape[:-1], student_logits.device)
 
     def rows(x: Tensor) -> Tensor:  # [..., F] -> [N_selected, F]
@@ -111,7 +120,11 @@ def distillation_loss(
     teacher_log_probs = F.log_softmax(rows(teacher_logits).detach() / temperature, dim=-1)
     # log_target=True avoids log(0) when the teacher puts (numerically) zero mass on a token.
     kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True) * temperature**2
-    mse = F.mse_loss(rows(student_hidden), rows(teacher_hidden).detach(), reduction="mean")
+    student_rows, teacher_rows = rows(student_hidden), rows(teacher_hidden).detach()
+    if hidden_distance == "normalized_mse":
+        student_rows = F.layer_norm(student_rows, student_rows.shape[-1:])
+        teacher_rows = F.layer_norm(teacher_rows, teacher_rows.shape[-1:])
+    mse = F.mse_loss(student_rows, teacher_rows, reduction="mean")
     return {"kl": kl, "mse": mse}
 
 

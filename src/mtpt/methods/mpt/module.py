@@ -19,7 +19,7 @@ from mtpt.errors import MtptError
 from mtpt.library.access import open_for_run, select_sources
 from mtpt.methods.contract import BuildContext, LossContext, PromptBatch
 from mtpt.methods.mpt.config import MptConfig
-from mtpt.methods.mpt.distillation import distillation_loss, init_task_factors, mpt_task_prompts
+from mtpt.methods.mpt.distillation import HIDDEN_DISTANCES, distillation_loss, init_task_factors, mpt_task_prompts
 from mtpt.prompt_init import initial_prompt
 
 SHARED, COLS, ROWS = "prompt_embeddings", "prefix_task_cols", "prefix_task_rows"
@@ -29,7 +29,8 @@ class MultitaskPrompt(nn.Module):
     """``P^_k = P* ∘ (u_k v_k)`` per example's task; optional distillation from per-task teacher prompts."""
 
     def __init__(self, shared: Tensor, cols: Tensor, rows: Tensor, *, teachers: Tensor | None = None,
-                 distill_weight: float = 1.0, distill_temperature: float = 1.0, train_shared: bool = True,
+                 distill_weight: float = 1.0, distill_temperature: float = 1.0, hidden_distance: str = "mse",
+                 train_shared: bool = True,
                  factor_lr: float | None = None, record: dict[str, Any] | None = None):
         super().__init__()
         self.prompt_embeddings = nn.Parameter(shared.detach().float().clone(), requires_grad=train_shared)
@@ -46,6 +47,7 @@ class MultitaskPrompt(nn.Module):
         self.wants_hidden_states = teachers is not None
         self.distill_weight = float(distill_weight)
         self.distill_temperature = float(distill_temperature)
+        self.hidden_distance = hidden_distance
         self.factor_lr = factor_lr
         self.record = dict(record or {})
 
@@ -72,7 +74,8 @@ class MultitaskPrompt(nn.Module):
         with torch.no_grad():  # teachers are frozen: their pass builds no graph
             teacher_logits, teacher_hidden = ctx.run_with_prompts(self.teachers.index_select(0, ctx.batch.task_ids))
         terms = distillation_loss(ctx.logits.float(), teacher_logits.float(), ctx.hidden.float(),
-                                  teacher_hidden.float(), ctx.target_mask, self.distill_temperature)
+                                  teacher_hidden.float(), ctx.target_mask, self.distill_temperature,
+                                  self.hidden_distance)
         return {"distill_kl": self.distill_weight * terms["kl"], "distill_mse": self.distill_weight * terms["mse"]}
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
@@ -103,6 +106,9 @@ def _check(config: MptConfig) -> None:
         raise MtptError(f"factor_std must be positive, got {config.factor_std}.")
     if config.distill_weight < 0 or not config.distill_temperature > 0:
         raise MtptError("distill_weight must be >= 0 and distill_temperature > 0.")
+    if config.hidden_distance not in HIDDEN_DISTANCES:
+        raise MtptError(f"hidden_distance must be one of {', '.join(HIDDEN_DISTANCES)}, "
+                        f"got {config.hidden_distance!r}.")
 
 
 # --- source stage -----------------------------------------------------------------------------------------------
@@ -130,7 +136,7 @@ def _build_source(config: MptConfig, ctx: BuildContext) -> MultitaskPrompt:
               "distill": config.distill}
     return MultitaskPrompt(shared, cols, rows, teachers=teachers if config.distill else None,
                            distill_weight=config.distill_weight, distill_temperature=config.distill_temperature,
-                           factor_lr=config.factor_lr, record=record)
+                           hidden_distance=config.hidden_distance, factor_lr=config.factor_lr, record=record)
 
 
 def _fresh_factors(config: MptConfig, tasks: int, length: int, dim: int, generator) -> tuple[Tensor, Tensor]:
