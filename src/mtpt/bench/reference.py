@@ -15,10 +15,10 @@ from mtpt.tasks import get_task
 
 
 def majority_scores(config: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """``{task: score}`` for each classification task of ``rows``, averaged over the seeds its cells ran (a capped
-    report split is sampled with the cell's seed). Tasks whose data cannot be read are left out, with a warning
-    that names them and the first reason, so a table rewritten without the benchmark files says why its
-    majority line is gone."""
+    """``{task: score}`` for each classification task of ``rows``, averaged over the seeds its cells ran (a k-shot
+    report split such as FewCLUE's ``dev_<seed>`` differs per seed; a capped test split does not). Tasks whose
+    data cannot be read are left out, with a warning that names them and the first reason, so a table rewritten
+    without the benchmark files says why its majority line is gone."""
     from mtpt.bench.quality_config import target_data  # the same data section the cells evaluated with
 
     out, unreadable = {}, {}
