@@ -30,8 +30,7 @@ class MultitaskPrompt(nn.Module):
 
     def __init__(self, shared: Tensor, cols: Tensor, rows: Tensor, *, teachers: Tensor | None = None,
                  distill_weight: float = 1.0, distill_temperature: float = 1.0, hidden_distance: str = "mse",
-                 train_shared: bool = True,
-                 factor_lr: float | None = None, record: dict[str, Any] | None = None):
+                 train_shared: bool = True, factor_lr: float | None = None, record: dict[str, Any] | None = None):
         super().__init__()
         self.prompt_embeddings = nn.Parameter(shared.detach().float().clone(), requires_grad=train_shared)
         self.prefix_task_cols = nn.Parameter(cols.detach().float().clone())
