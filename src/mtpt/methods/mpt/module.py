@@ -19,7 +19,7 @@ from mtpt.errors import MtptError
 from mtpt.library.access import open_for_run, select_sources
 from mtpt.methods.contract import BuildContext, LossContext, PromptBatch
 from mtpt.methods.mpt.config import MptConfig
-from mtpt.methods.mpt.distillation import HIDDEN_DISTANCES, distillation_loss, init_task_factors, mpt_task_prompts
+from mtpt.methods.mpt.distillation import distillation_loss, init_task_factors, mpt_task_prompts
 from mtpt.prompt_init import initial_prompt
 
 SHARED, COLS, ROWS = "prompt_embeddings", "prefix_task_cols", "prefix_task_rows"
@@ -105,9 +105,6 @@ def _check(config: MptConfig) -> None:
         raise MtptError(f"factor_std must be positive, got {config.factor_std}.")
     if config.distill_weight < 0 or not config.distill_temperature > 0:
         raise MtptError("distill_weight must be >= 0 and distill_temperature > 0.")
-    if config.hidden_distance not in HIDDEN_DISTANCES:
-        raise MtptError(f"hidden_distance must be one of {', '.join(HIDDEN_DISTANCES)}, "
-                        f"got {config.hidden_distance!r}.")
 
 
 # --- source stage -----------------------------------------------------------------------------------------------
