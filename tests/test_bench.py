@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,6 +166,7 @@ def test_quality_smoke_and_resume(quality_config, capsys):
             cell = out / "cells" / method / "bench-target" / f"seed-{seed}"
             assert (cell / "results.json").exists() and (cell / "params.json").exists()
     assert (out / "library" / "manifest.json").exists() and len(list(out.glob("source-stages/mpt-*/results.json"))) == 1
+    assert not list(out.rglob(".gitignore"))  # every run finished: nothing is hidden from git any more
     assert len(list(out.glob("source-stages/ta_lora-*"))) == 1
     assert (out / "results.png").read_bytes()[:8] == PNG_MAGIC
     assert (out / "cells" / "ta_lora_unseen_data" / "bench-src-a" / "seed-1" / "results.json").exists()
@@ -205,6 +209,28 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     # --targets filters a section's own targets instead of replacing them
     assert bench("quality", str(path), "--methods", "ta_lora_unseen_data", "--targets", "bench-target") == 0
     assert not [line for line in capsys.readouterr().out.splitlines() if " seed " in line]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+def test_git_add_of_the_results_folder_skips_an_interrupted_cell(quality_config, monkeypatch):
+    from mtpt.training.loop import Trainer
+
+    path, out = quality_config
+    assert bench("quality", str(path), "--methods", "pt", "--seeds", "1") == 0
+
+    def interrupted(self):
+        (Path(self.parts.config.output_dir) / "checkpoints").mkdir()  # what an interrupted run leaves behind
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench("quality", str(path), "--methods", "pt", "--seeds", "2")
+    subprocess.run(["git", "init", "-q", str(out)], check=True)
+    subprocess.run(["git", "-C", str(out), "add", "."], check=True)
+    tracked = subprocess.run(["git", "-C", str(out), "ls-files"], check=True, capture_output=True, text=True).stdout
+    assert "cells/pt/bench-target/seed-1/results.json" in tracked.splitlines()
+    assert not [name for name in tracked.splitlines() if name.startswith("cells/pt/bench-target/seed-2/")]
+    assert (out / "cells" / "pt" / "bench-target" / "seed-2" / "checkpoints").is_dir()
 
 
 def test_methods_without_transfer_run_before_the_library_exists(quality_config, capsys):

@@ -13,7 +13,9 @@ the same command again (an unfinished cell resumes from its last checkpoint thro
 running the same command share the cells: each claims a cell with a lock file beside it (``.seed-<s>.lock``)
 and leaves a cell another worker holds (status ``busy``); shared stages are trained by one worker, waited for by
 the others; the result tables are rewritten by one worker at a time (``.results.lock``). Every method shares
-steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps.
+steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps. A cell or
+source-stage folder holds a ``.gitignore`` of ``*`` until its run finishes, so ``git add <out>`` while workers run
+(or after one was interrupted) commits finished runs only.
 
 Method sections may use ``{library}``, ``{source_run}`` and ``{target_stage1}`` in string options;
 ``source_library`` is filled in when left empty. ``{target_stage1}`` is the cell's short PT run on the target from
@@ -179,18 +181,26 @@ class Bench:
         from mtpt.runtime import build_run
         from mtpt.training.loop import Trainer
 
+        out = Path(run.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        # Until the run finishes, git ignores its folder: `git add <results folder>` while workers run (or after
+        # one was interrupted) commits finished runs only, never checkpoints or half-written logs.
+        unfinished = out / ".gitignore"
+        unfinished.write_text("# written by mtpt bench quality: this run has not finished (removed when it does)\n*\n")
         parts = build_run(run, self.backbone)
         try:
             if count_params:
-                Path(run.output_dir).mkdir(parents=True, exist_ok=True)
-                (Path(run.output_dir) / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
+                (out / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
             if any(p.requires_grad for p in parts.model.method.parameters()):
                 Trainer(parts).fit()
-                return "trained"
-            _evaluate_only(parts)
-            return "evaluated"
+                status = "trained"
+            else:
+                _evaluate_only(parts)
+                status = "evaluated"
         finally:
             parts.model.detach_method()
+        unfinished.unlink()
+        return status
 
 
 def _evaluate_only(parts) -> None:
