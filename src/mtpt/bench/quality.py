@@ -13,9 +13,9 @@ the same command again (an unfinished cell resumes from its last checkpoint thro
 running the same command share the cells: each claims a cell with a lock file beside it (``.seed-<s>.lock``)
 and leaves a cell another worker holds (status ``busy``); shared stages are trained by one worker, waited for by
 the others; the result tables are rewritten by one worker at a time (``.results.lock``). Every method shares
-steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps. A cell or
-source-stage folder holds a ``.gitignore`` of ``*`` until its run finishes, so ``git add <out>`` while workers run
-(or after one was interrupted) commits finished runs only.
+steps, prompt length (where the method has one of its own), data, k-shot split and evaluation caps. A run
+folder (cell, source stage, target stage I, library) holds a ``.gitignore`` of ``*`` until its run finishes, so
+``git add <out>`` while workers run (or after one was interrupted) commits finished runs only.
 
 Method sections may use ``{library}``, ``{source_run}`` and ``{target_stage1}`` in string options;
 ``source_library`` is filled in when left empty. ``{target_stage1}`` is the cell's short PT run on the target from
@@ -29,6 +29,8 @@ protocol runs on source tasks). The config and the folder layout are :mod:`mtpt.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,8 @@ class Bench:
             return str(path)
         with exclusive(lock_path_for(path)):  # another worker may be training it: wait, then reuse its work
             if not library_complete(path, lib):
-                self._train_library(path)
+                with hidden_from_git_until_done(path):
+                    self._train_library(path)
         return str(path)
 
     def _train_library(self, path: Path) -> None:
@@ -172,7 +175,7 @@ class Bench:
         base = self.cell_config({"name": "pt"}, target, seed, folder)
         run = target_run_config(base, SourceLibrary.open(library_path(cfg)), cfg.target_stage1.steps,
                                 cfg.target_stage1.lr or cfg.train.lr, base.output_dir)
-        with exclusive(lock_path_for(folder)):  # SPoT's and DTVG's cells of other workers share this run
+        with exclusive(lock_path_for(folder)), hidden_from_git_until_done(folder):  # shared by other workers' cells
             return str(ensure_target_run(run, lambda: self.backbone))
 
     def _run(self, run: RunConfig, count_params: bool = True) -> str:
@@ -182,25 +185,30 @@ class Bench:
         from mtpt.training.loop import Trainer
 
         out = Path(run.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        # Until the run finishes, git ignores its folder: `git add <results folder>` while workers run (or after
-        # one was interrupted) commits finished runs only, never checkpoints or half-written logs.
-        unfinished = out / ".gitignore"
-        unfinished.write_text("# written by mtpt bench quality: this run has not finished (removed when it does)\n*\n")
-        parts = build_run(run, self.backbone)
-        try:
-            if count_params:
-                (out / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
-            if any(p.requires_grad for p in parts.model.method.parameters()):
-                Trainer(parts).fit()
-                status = "trained"
-            else:
+        with hidden_from_git_until_done(out):
+            parts = build_run(run, self.backbone)
+            try:
+                if count_params:
+                    (out / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
+                if any(p.requires_grad for p in parts.model.method.parameters()):
+                    Trainer(parts).fit()
+                    return "trained"
                 _evaluate_only(parts)
-                status = "evaluated"
-        finally:
-            parts.model.detach_method()
-        unfinished.unlink()
-        return status
+                return "evaluated"
+            finally:
+                parts.model.detach_method()
+
+
+@contextmanager
+def hidden_from_git_until_done(folder: Path) -> Iterator[None]:
+    """Keep ``folder`` out of git (a ``.gitignore`` of ``*`` in it) until the block finishes without an error, so
+    ``git add <results folder>`` while workers run, or after one was interrupted, commits finished runs only, never
+    checkpoints or half-written logs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / ".gitignore"
+    marker.write_text("# written by mtpt bench quality: this run has not finished (removed when it does)\n*\n")
+    yield
+    marker.unlink()
 
 
 def _evaluate_only(parts) -> None:
