@@ -233,6 +233,26 @@ def test_git_add_of_the_results_folder_skips_an_interrupted_cell(quality_config,
     assert (out / "cells" / "pt" / "bench-target" / "seed-2" / "checkpoints").is_dir()
 
 
+def test_git_add_of_the_results_folder_skips_an_interrupted_library(quality_config, monkeypatch):
+    import mtpt.library.source_stage as source_stage
+
+    path, out = quality_config
+
+    def interrupted(stage, backbone):
+        (Path(stage.library) / "bench-src-a").mkdir(parents=True)  # a source prompt half-way through training
+        (Path(stage.library) / "bench-src-a" / "prompt.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(source_stage, "train_sources", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench("quality", str(path), "--methods", "spot", "--seeds", "1")
+    subprocess.run(["git", "init", "-q", str(out)], check=True)
+    subprocess.run(["git", "-C", str(out), "add", "."], check=True)
+    tracked = subprocess.run(["git", "-C", str(out), "ls-files"], check=True, capture_output=True, text=True).stdout
+    assert (out / "library" / "bench-src-a" / "prompt.safetensors").exists()
+    assert not [name for name in tracked.splitlines() if name.startswith("library/")]
+
+
 def test_methods_without_transfer_run_before_the_library_exists(quality_config, capsys):
     from mtpt.bench.quality_config import needs_library
     from mtpt.errors import MtptError
