@@ -63,3 +63,47 @@ def test_one_process_can_make_accelerators_of_different_precisions():
         assert precision.make_accelerator("bf16").mixed_precision == "bf16"
         assert precision.make_accelerator("bf16").mixed_precision == "bf16"
     assert precision.make_accelerator("no").mixed_precision == "no"
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    """Start a one-process gloo group, as `accelerate launch` does for each rank; tear it down if a test left it."""
+    import torch.distributed as dist
+
+    def start() -> None:
+        dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+
+    yield start
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_a_successful_command_destroys_the_process_group_it_started(monkeypatch, process_group):
+    """Left to interpreter teardown, gloo's threads can abort a process whose run succeeded (SIGABRT)."""
+    import torch.distributed as dist
+
+    from mtpt import cli
+
+    def run(argv):
+        process_group()
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "fake-run", ("a run that started a process group", run))
+    assert cli.main(["fake-run"]) == 0
+    assert not dist.is_initialized()
+
+
+def test_a_failed_command_leaves_the_process_group_alone(monkeypatch, process_group):
+    """After an error another rank may still wait in a collective, where destroying the group can hang."""
+    import torch.distributed as dist
+
+    from mtpt import cli
+    from mtpt.errors import MtptError
+
+    def run(argv):
+        process_group()
+        raise MtptError("bad input")
+
+    monkeypatch.setitem(cli.COMMANDS, "fake-run", ("a run that fails", run))
+    assert cli.main(["fake-run"]) == 1
+    assert dist.is_initialized()

@@ -163,10 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mtpt: unknown command {name!r}; run `mtpt --help` for the list.", file=sys.stderr)
         return 2
     try:
-        return commands[name][1](rest)
+        code = commands[name][1](rest)
     except MtptError as err:
         print(f"mtpt {name}: error: {err}", file=sys.stderr)
         return 1
+    if "torch" in sys.modules:  # only a command that loaded torch can have started a process group
+        from mtpt.precision import release_process_group
+
+        release_process_group()
+    return code
 
 
 if __name__ == "__main__":

@@ -64,3 +64,18 @@ def make_accelerator(precision: str):
         # state (the process group, kept in PartialState, stays).
         AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+
+
+def release_process_group() -> None:
+    """Destroy the distributed process group, if this process started one (a run under ``accelerate launch``).
+
+    Call it once, when a process has finished its work without error. Left to interpreter teardown, gloo's worker
+    threads can outlive the objects they use and abort the process (SIGABRT, "terminate called without an active
+    exception") after a run that succeeded. Not called after an error: another rank may still wait in a collective,
+    and destroying the group then can hang.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every rank is past its last collective before any rank tears the group down
+        dist.destroy_process_group()
