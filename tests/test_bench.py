@@ -212,6 +212,13 @@ def test_quality_smoke_and_resume(quality_config, capsys):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+def files_git_add_would_track(folder: Path) -> list[str]:
+    """The files `git add .` commits from ``folder`` (made a fresh repository for the check)."""
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    subprocess.run(["git", "-C", str(folder), "add", "."], check=True)
+    return subprocess.run(["git", "-C", str(folder), "ls-files"], check=True, capture_output=True, text=True).stdout.splitlines()
+
+
 def test_git_add_of_the_results_folder_skips_an_interrupted_cell(quality_config, monkeypatch):
     from mtpt.training.loop import Trainer
 
@@ -225,11 +232,9 @@ def test_git_add_of_the_results_folder_skips_an_interrupted_cell(quality_config,
     monkeypatch.setattr(Trainer, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         bench("quality", str(path), "--methods", "pt", "--seeds", "2")
-    subprocess.run(["git", "init", "-q", str(out)], check=True)
-    subprocess.run(["git", "-C", str(out), "add", "."], check=True)
-    tracked = subprocess.run(["git", "-C", str(out), "ls-files"], check=True, capture_output=True, text=True).stdout
-    assert "cells/pt/bench-target/seed-1/results.json" in tracked.splitlines()
-    assert not [name for name in tracked.splitlines() if name.startswith("cells/pt/bench-target/seed-2/")]
+    tracked = files_git_add_would_track(out)
+    assert "cells/pt/bench-target/seed-1/results.json" in tracked
+    assert not [name for name in tracked if name.startswith("cells/pt/bench-target/seed-2/")]
     assert (out / "cells" / "pt" / "bench-target" / "seed-2" / "checkpoints").is_dir()
 
 
@@ -246,11 +251,9 @@ def test_git_add_of_the_results_folder_skips_an_interrupted_library(quality_conf
     monkeypatch.setattr(source_stage, "train_sources", interrupted)
     with pytest.raises(KeyboardInterrupt):
         bench("quality", str(path), "--methods", "spot", "--seeds", "1")
-    subprocess.run(["git", "init", "-q", str(out)], check=True)
-    subprocess.run(["git", "-C", str(out), "add", "."], check=True)
-    tracked = subprocess.run(["git", "-C", str(out), "ls-files"], check=True, capture_output=True, text=True).stdout
+    tracked = files_git_add_would_track(out)
     assert (out / "library" / "bench-src-a" / "prompt.safetensors").exists()
-    assert not [name for name in tracked.splitlines() if name.startswith("library/")]
+    assert not [name for name in tracked if name.startswith("library/")]
 
 
 def test_methods_without_transfer_run_before_the_library_exists(quality_config, capsys):
