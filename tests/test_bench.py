@@ -460,3 +460,35 @@ def test_docs_results_tables_are_the_recorded_benchmark_files():
     blocks = [line for line in page.read_text().splitlines() if BEGIN.match(line.strip())]
     assert len(blocks) >= 2, "docs/results.md should paste the speed and quality tables as generated blocks"
     assert render(page) == page.read_text(), "stale tables: run `mtpt bench docs docs/results.md`"
+
+
+def test_speed_rounds_rotate_the_order_of_the_arms():
+    """A fixed order would bias every ratio by position (one arm always first, or always after the same one)."""
+    from mtpt.bench.speed import interleave
+
+    calls: list[str] = []
+
+    class FakeArm:
+        def __init__(self, name):
+            self.name = name
+
+        def enter(self):
+            pass
+
+        def exit(self):
+            pass
+
+        def step(self):
+            calls.append(self.name)
+
+        def excluded_ms(self):
+            return 0.0
+
+    arms = [FakeArm(name) for name in ("method", "bare", "peft")]
+    times, _ = interleave(arms, repeats=6)
+    assert all(len(values) == 6 for values in times.values())  # the warm-up round is not timed
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert all(sorted(r) == ["bare", "method", "peft"] for r in rounds)
+    timed_rounds = rounds[1:]
+    for position in range(3):  # every arm takes every position equally often
+        assert sorted(r[position] for r in timed_rounds) == ["bare", "bare", "method", "method", "peft", "peft"]

@@ -104,11 +104,15 @@ def task_names(count: int) -> list[str]:
 
 def interleave(arms: list[Arm], repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per arm, ``repeats`` step times in ms, measured round-robin after one untimed warm-up step each, and the
-    part of each step the arm asks to leave out (already subtracted from the step times)."""
+    part of each step the arm asks to leave out (already subtracted from the step times).
+
+    Each round starts at the next arm (method, bare, PEFT; then bare, PEFT, method; ...), so no arm always runs
+    right after the same other arm or first in its round: a fixed order would bias the ratios by position."""
     times: dict[str, list[float]] = {arm.name: [] for arm in arms}
     excluded: dict[str, list[float]] = {arm.name: [] for arm in arms}
     for round_index in range(repeats + 1):
-        for arm in arms:
+        start = round_index % len(arms)
+        for arm in arms[start:] + arms[:start]:
             arm.enter()
             try:
                 ms = timed(arm.step)
@@ -215,7 +219,8 @@ def mixed_inference(arm: MethodArm, repeats: int) -> dict[str, Any]:
     arm.enter()
     try:
         for round_index in range(repeats + 1):
-            for label, ids in (("single", single), ("mixed", mixed)):
+            pair = (("single", single), ("mixed", mixed))
+            for label, ids in pair if round_index % 2 else pair[::-1]:  # alternate which batch goes first
                 ms = timed(lambda ids=ids: arm.infer(ids))
                 if round_index:
                     times[label].append(ms)
@@ -329,7 +334,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"| {r['method']} | {r['prompt_length']} | {r['method_ms']:.1f} | {r['bare_ms']:.1f} | {peft_ms} | "
                      f"{_check(r['vs_bare'], r['bare_target'], iqr=r.get('vs_bare_iqr'))} | "
                      f"{_check(r['vs_peft'], PEFT_TARGET, iqr=r.get('vs_peft_iqr'))} | {memory} |")
-    lines += ["", "Ratios: median of the per-round ratios (each round runs method, bare and PEFT back to back), "
+    lines += ["", "Ratios: median of the per-round ratios (each round runs method, bare and PEFT back to back, starting at the next arm each round), "
               "[interquartile range] of those ratios.", "", "Memory: tensors saved for backward (frozen weights excluded) + gradients and AdamW state of what "
               "each arm trains, for one step (see mtpt.bench.arms).", ""]
     for r in report["methods"]:
