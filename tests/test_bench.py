@@ -211,7 +211,6 @@ def test_quality_smoke_and_resume(quality_config, capsys):
     assert not [line for line in capsys.readouterr().out.splitlines() if " seed " in line]
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 def files_git_add_would_track(folder: Path) -> list[str]:
     """The files `git add .` commits from ``folder`` (made a fresh repository for the check)."""
     subprocess.run(["git", "init", "-q", str(folder)], check=True)
@@ -219,6 +218,7 @@ def files_git_add_would_track(folder: Path) -> list[str]:
     return subprocess.run(["git", "-C", str(folder), "ls-files"], check=True, capture_output=True, text=True).stdout.splitlines()
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 def test_git_add_of_the_results_folder_skips_an_interrupted_cell(quality_config, monkeypatch):
     from mtpt.training.loop import Trainer
 
@@ -238,6 +238,7 @@ def test_git_add_of_the_results_folder_skips_an_interrupted_cell(quality_config,
     assert (out / "cells" / "pt" / "bench-target" / "seed-2" / "checkpoints").is_dir()
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 def test_git_add_of_the_results_folder_skips_an_interrupted_library(quality_config, monkeypatch):
     import mtpt.library.source_stage as source_stage
 

@@ -334,8 +334,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"| {r['method']} | {r['prompt_length']} | {r['method_ms']:.1f} | {r['bare_ms']:.1f} | {peft_ms} | "
                      f"{_check(r['vs_bare'], r['bare_target'], iqr=r.get('vs_bare_iqr'))} | "
                      f"{_check(r['vs_peft'], PEFT_TARGET, iqr=r.get('vs_peft_iqr'))} | {memory} |")
-    lines += ["", "Ratios: median of the per-round ratios (each round runs method, bare and PEFT back to back, starting at the next arm each round), "
-              "[interquartile range] of those ratios.", "", "Memory: tensors saved for backward (frozen weights excluded) + gradients and AdamW state of what "
+    lines += ["", "Ratios: median of the per-round ratios (each round runs method, bare and PEFT back to back, "
+              "starting at the next arm each round), [interquartile range] of those ratios.", "", "Memory: tensors saved for backward (frozen weights excluded) + gradients and AdamW state of what "
               "each arm trains, for one step (see mtpt.bench.arms).", ""]
     for r in report["methods"]:
         if "excluded_ms" in r:  # MPT's distillation stage: the teacher pass is reported apart
