@@ -19,7 +19,7 @@ from mtpt.cli import main as cli_main
 from mtpt.config import RunConfig, method_config, parse_run_config
 from mtpt.errors import MtptError
 from mtpt.library import LibraryEntry, SourceLibrary
-from mtpt.methods.contract import PromptBatch
+from mtpt.contract import PromptBatch
 from mtpt.methods.dtvg.module import DynamicGrouping
 from mtpt.model import SoftPromptModel, task_loss
 from mtpt.peft_io import import_peft_prompt

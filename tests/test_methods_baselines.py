@@ -17,8 +17,8 @@ from mtpt.cli import main as cli_main
 from mtpt.config import RunConfig, method_config, parse_run_config
 from mtpt.errors import MtptError
 from mtpt.library import LibraryEntry, SourceLibrary
-from mtpt.methods.contract import ExtraLosses, ExtraState, LossContext, PromptBatch
-from mtpt.methods.registry import get_method
+from mtpt.contract import ExtraLosses, ExtraState, LossContext, PromptBatch
+from mtpt.registry import get_method
 from mtpt.model import SoftPromptModel, task_loss
 from mtpt.prompt_io import save_prompt
 from mtpt.runtime import build_context

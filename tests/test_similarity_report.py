@@ -14,7 +14,7 @@ from mtpt.errors import MtptError
 from mtpt.library import SourceLibrary
 from mtpt.library.access import read_prompt
 from mtpt.library.similarity import similarity_report
-from mtpt.methods.dtvg.grouping import similarity_matrix
+from mtpt.similarity import similarity_matrix
 from mtpt.prompt_io import save_prompt
 from mtpt.testing import tiny_backbone
 

@@ -105,8 +105,6 @@ def load_backbone(name_or_path: str, *, dtype: torch.dtype = torch.float32) -> B
     ``AutoModelForCausalLM``, encoder-decoder models with ``AutoModelForSeq2SeqLM``. Every parameter is frozen.
     """
     if name_or_path.startswith("tiny-"):
-        from mtpt.testing import tiny_backbone  # random test models: for smoke tests and CI, never for results
-
         return tiny_backbone(name_or_path.removeprefix("tiny-"))
     folder = _resolve_folder(name_or_path)
     try:
@@ -131,6 +129,15 @@ def freeze(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str
         # Decoder-only tokenizers often lack a pad token; padding is always masked out explicitly.
         tokenizer.pad_token = tokenizer.eos_token
     return Backbone(model=model, tokenizer=tokenizer, name=name, weights_hash=weights_fingerprint(model))
+
+
+def tiny_backbone(arch: str = "llama", seed: int = 0) -> Backbone:
+    """A frozen tiny random backbone of the given family (llama, qwen2, gemma3, gpt2, t5) with an in-memory
+    byte-level tokenizer: for smoke runs and tests, never for results."""
+    from mtpt.tiny_models import tiny_model
+
+    model, tokenizer = tiny_model(arch, seed)
+    return freeze(model, tokenizer, f"tiny-{arch}")
 
 
 def _resolve_folder(name_or_path: str) -> str:

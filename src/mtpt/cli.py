@@ -105,7 +105,7 @@ def cmd_params(argv: list[str]) -> int:
 def cmd_methods(argv: list[str]) -> int:
     import dataclasses
 
-    from mtpt.methods import list_methods
+    from mtpt.registry import list_methods
 
     for spec in list_methods():
         print(f"{spec.name}: {spec.summary}")
@@ -130,7 +130,7 @@ def _plugin_commands() -> dict[str, tuple[str, Callable[[list[str]], int]]]:
     """Commands contributed by :data:`COMMAND_MODULES` and by registered methods (``MethodSpec.cli_commands``)."""
     import importlib
 
-    from mtpt.methods import list_methods
+    from mtpt.registry import list_methods
 
     sources: list[tuple[str, dict]] = []
     for module_name in COMMAND_MODULES:

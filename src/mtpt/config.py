@@ -7,7 +7,6 @@ the command line with a dotted flag (``--train.lr 0.01``). The ``method`` sectio
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +15,7 @@ import yaml
 from jsonargparse import ArgumentParser, set_parsing_settings
 
 from mtpt.errors import MtptError
-from mtpt.methods.registry import MethodSpec, get_method
+from mtpt.registry import MethodSpec, get_method
 
 
 @dataclass
@@ -115,8 +114,11 @@ class RunConfig:
     output_dir: str = "runs/latest"
     """Run folder: resolved config, logs, checkpoints, results."""
 
-    def data_root(self) -> str | None:
-        return self.data.data_root or os.environ.get("MTPT_DATA_ROOT")
+    def data_root(self) -> Path | None:
+        """The benchmark data folder: ``data.data_root``, else ``$MTPT_DATA_ROOT``, else none."""
+        from mtpt.tasks.types import resolve_data_root
+
+        return resolve_data_root(self.data.data_root)
 
 
 # --help shows each field's docstring (the text under it in the dataclass) and each section's class docstring

@@ -25,7 +25,7 @@ from transformers import Cache
 
 from mtpt.backbones import Backbone
 from mtpt.batching import TokenBatch
-from mtpt.methods.contract import BackboneHooks, PromptBatch
+from mtpt.contract import BackboneHooks, PromptBatch
 
 
 @dataclass

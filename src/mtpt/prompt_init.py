@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from mtpt.errors import MtptError
-from mtpt.methods.contract import BuildContext
+from mtpt.contract import BuildContext
 from mtpt.prompt_io import load_prompt_tensor
 
 VOCAB_SAMPLE_ROWS = 5000

@@ -9,7 +9,7 @@ from typing import Any
 from mtpt.backbones import Backbone
 from mtpt.config import load_yaml, run_config_from_dict
 from mtpt.errors import MtptError
-from mtpt.methods.contract import TaskPrompts
+from mtpt.contract import TaskPrompts
 from mtpt.peft_io import export_peft_prompt
 from mtpt.precision import make_accelerator
 from mtpt.prompt_io import save_prompt

@@ -10,8 +10,8 @@ import torch
 from mtpt.backbones import Backbone, load_backbone
 from mtpt.batching import Tokenizer
 from mtpt.config import RunConfig, method_config
-from mtpt.methods.contract import BuildContext
-from mtpt.methods.registry import MethodSpec
+from mtpt.contract import BuildContext
+from mtpt.registry import MethodSpec
 from mtpt.model import SoftPromptModel
 from mtpt.tasks import Task, get_task
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from mtpt.backbones import Backbone
 from mtpt.batching import TokenBatch
-from mtpt.methods.contract import (
+from mtpt.contract import (
     BackboneHooks,
     ExtraLosses,
     LossContext,

@@ -187,7 +187,7 @@ def mentions(value: Any, placeholder: str) -> bool:
 
 def method_defaults(options: dict[str, Any]) -> dict[str, Any]:
     """The option names of the method a section names, with their defaults."""
-    from mtpt.methods.registry import get_method
+    from mtpt.registry import get_method
 
     return {f.name: f.default for f in fields(get_method(str(options["name"])).config_cls)}
 

@@ -4,7 +4,6 @@ scores a prompt could reach by answering one class for everything."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from typing import Any
@@ -42,8 +41,7 @@ def majority_scores(config: Any, rows: list[dict[str, Any]]) -> dict[str, float]
 
 
 def _majority_score(task, data, split: str) -> float:
-    root = data.data_root or os.environ.get("MTPT_DATA_ROOT")
-    examples = task.examples(split, root, seed=data.kshot_seed, max_examples=data.max_eval_examples)
+    examples = task.examples(split, data.data_root, seed=data.kshot_seed, max_examples=data.max_eval_examples)
     labels = [ex.label for ex in examples]
     majority = Counter(labels).most_common(1)[0][0]
     return compute_metrics(task.metrics, [majority] * len(labels), labels)["score"]

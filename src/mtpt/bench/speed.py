@@ -185,7 +185,7 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> tuple[floa
 
 def arm_prompt_length(arm: MethodArm) -> int:
     """The prompt length the method really produces (library methods take the library's)."""
-    from mtpt.methods.contract import PromptBatch
+    from mtpt.contract import PromptBatch
 
     with torch.no_grad():
         text = arm.model.embed(arm.batch.input_ids[:1])

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from mtpt.errors import MtptError
 from mtpt.library.format import SourceLibrary
-from mtpt.methods.contract import BuildContext
+from mtpt.contract import BuildContext
 from mtpt.prompt_io import PROMPT_KEY, load_prompt_tensor
 
 __all__ = ["finished_run_prompt", "kept_checkpoint", "open_for_run", "read_prompt", "select_sources"]
@@ -95,7 +95,7 @@ def read_prompt(path: str | Path, backbone=None) -> Tensor:
 
 
 def _rebuilt_task_prompt(checkpoint: Path, backbone) -> Tensor:
-    from mtpt.methods.contract import TaskPrompts
+    from mtpt.contract import TaskPrompts
     from mtpt.runs import load_run
 
     run_dir = checkpoint.parent.parent

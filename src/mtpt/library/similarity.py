@@ -1,6 +1,6 @@
 """Similarity report of a library: source x source (and target x source) matrices as CSV and heatmap PNG.
 
-Two similarities, both from :func:`mtpt.methods.dtvg.grouping.similarity_matrix` on token-averaged vectors:
+Two similarities, both from :func:`mtpt.similarity.similarity_matrix` on token-averaged vectors:
 ``cosine`` (SPoT) and ``dot`` (DTVG's ``(1/d) <mean(X), mean(Y)>``). By default they compare task vectors
 (prompt minus the library's ``P_init``), as DTVG does; ``of="prompts"`` compares the tuned prompts, as SPoT does.
 A target prompt is assumed to have been tuned from the same ``P_init`` (e.g. SPoT's retrieval run).
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from mtpt.errors import MtptError
 from mtpt.library.format import SourceLibrary
-from mtpt.methods.dtvg.grouping import similarity_matrix
+from mtpt.similarity import similarity_matrix
 
 KINDS = ("cosine", "dot")
 COMPARED = ("task_vectors", "prompts")

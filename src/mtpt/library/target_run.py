@@ -15,7 +15,7 @@ from typing import Any
 
 from mtpt.errors import MtptError
 from mtpt.library.format import INIT_FILE, SourceLibrary
-from mtpt.methods.contract import BuildContext
+from mtpt.contract import BuildContext
 
 __all__ = ["ensure_target_run", "run_backbone", "target_run_config"]
 

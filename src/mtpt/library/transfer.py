@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mtpt.methods.contract import PromptBatch
+from mtpt.contract import PromptBatch
 
 __all__ = ["TransferredPrompt"]
 

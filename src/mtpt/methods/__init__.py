@@ -1,5 +1,2 @@
-"""Prompt methods. Each subfolder is one method and registers itself; see :mod:`mtpt.methods.contract`."""
-
-from mtpt.methods.registry import MethodSpec, discover, get_method, list_methods, register_method
-
-__all__ = ["MethodSpec", "discover", "get_method", "list_methods", "register_method"]
+"""Prompt methods: each subfolder is one method and registers itself with :mod:`mtpt.registry`, implementing
+the contract of :mod:`mtpt.contract`. Nothing outside this package imports from it (the registry discovers it)."""

@@ -1,4 +1,6 @@
-"""Core data types of the task layer: :class:`Example`, :class:`KShotInfo`, :class:`Task`.
+"""The task layer's :class:`Task`: a registered task and how its splits (full, k-shot, capped) are drawn.
+
+The plain data types (:class:`Example`, :class:`KShotInfo`, :class:`TaskDataError`) are in :mod:`.types`.
 
 Over-long inputs: examples are never dropped or shortened here. The trainer truncates the
 *input* (``Example.text``) at tokenization time, on the token level, and never the target, so
@@ -12,94 +14,10 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-from mtpt.errors import MtptError
-
-SPLITS = ("train", "validation", "test")
-KINDS = ("classification", "multiple_choice", "regression", "generation")
-ENV_VAR = "MTPT_DATA_ROOT"
-#: Seed of the sample drawn when ``max_examples`` caps a split (fixed, so every run and every
-#: method is evaluated on the same subset).
-CAP_SEED = 42
-
-
-class TaskDataError(MtptError, ValueError):
-    """Bad or missing task data. The message names the file (and line / item / field) and a fix."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """One text-to-text example.
-
-    ``text`` is the rendered model input (template applied). ``target`` and every entry of
-    ``choices`` are exactly the strings that follow ``text``: English targets carry their
-    leading space (``" True"``) so that ``text + target`` is natural text, Chinese targets have
-    none (``"是"``). The trainer concatenates them as they are.
-
-    ``choices`` holds the rank-scoring candidates (label words, per-example options for COPA /
-    WinoGrande / ChID, the value grid for STS-B); it is ``()`` for free-text generation, where
-    ``label`` is -1. ``gold`` is what :func:`mtpt.metrics.compute_metrics` compares against: the
-    class index, the float score (regression) or a tuple of reference strings (QA). ``group``
-    is the MultiRC question id (needed by the MultiRC metrics), else ``None``.
-    """
-
-    text: str
-    target: str
-    choices: tuple[str, ...]
-    label: int
-    gold: Any = None
-    task: str = ""
-    group: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.choices:
-            if not 0 <= self.label < len(self.choices) or self.choices[self.label] != self.target:
-                raise ValueError(f"Example target {self.target!r} is not choices[{self.label}] "
-                                 f"of {self.choices!r}")
-        elif self.label != -1:
-            raise ValueError("an Example without choices must have label -1")
-
-
-@dataclass(frozen=True)
-class KShotInfo:
-    """A published few-shot split: ``kind`` is ``"per_class"`` (LM-BFF: k examples of every
-    class) or ``"total"`` (FewGLUE / FewCLUE: k examples in all)."""
-
-    kind: str
-    k: int
-    seeds: tuple[int, ...]
-    source: str
-
-    def resolve_seed(self, seed: int) -> int | None:
-        """Map ``seed`` to a published seed: a published seed value is used as is, otherwise
-        0..n-1 is read as an index into ``seeds`` (LM-BFF: 0 -> 13, 1 -> 21, ...).
-        Returns ``None`` when neither applies."""
-        if seed in self.seeds:
-            return seed
-        if 0 <= seed < len(self.seeds):
-            return self.seeds[seed]
-        return None
-
-    def describe(self) -> str:
-        """``"16 per class, 5 seeds (LM-BFF)"`` / ``"32 total, 1 seed (FewGLUE)"``."""
-        unit = "per class" if self.kind == "per_class" else "total"
-        n = len(self.seeds)
-        return f"{self.k} {unit}, {n} seed{'s' if n > 1 else ''} ({self.source})"
-
-
-Splits = dict[str, list[Example]]
-Builder = Callable[[Path | None], Splits]
-Published = Callable[[Path | None, int, str], list[Example]]
-
-
-def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path | None:
-    """The data folder: the ``data_root`` argument, else ``$MTPT_DATA_ROOT``, else ``None``."""
-    if data_root is not None and str(data_root) != "":
-        return Path(data_root).expanduser()
-    env = os.environ.get(ENV_VAR, "").strip()
-    return Path(env).expanduser() if env else None
-
+from .kshot import cap_examples, decontaminate, stratified_kshot
+from .types import (CAP_SEED, ENV_VAR, KINDS, SPLITS, Builder, Example, KShotInfo, Published, Splits,  # noqa: F401
+                    TaskDataError, resolve_data_root)
 
 @dataclass(frozen=True, eq=False)
 class Task:
@@ -143,8 +61,6 @@ class Task:
         Sampling needs ``k`` examples of every class in the pool, else :class:`TaskDataError`
         names the class (e.g. CB's validation half has only 3 'neutral' examples).
         """
-        from .kshot import cap_examples, stratified_kshot  # local: kshot imports this module
-
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         root = self._root(data_root)
@@ -209,8 +125,6 @@ class Task:
 @lru_cache(maxsize=12)
 def _built_splits(task: Task, root: Path | None) -> Splits:
     """Full-data splits, decontaminated. Cached per (task, root): building renders every example."""
-    from .kshot import decontaminate
-
     splits = task.build(root)
     protected: set[str] = set()
     if task.kshot is not None and task.published is not None:

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TypeVar
 
-from .base import Example, Splits, TaskDataError
+from .types import Example, Splits, TaskDataError
 
 T = TypeVar("T")
 SPLIT_SEED = 42

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mtpt.errors import MtptError
-from mtpt.methods.contract import ExtraState
+from mtpt.contract import ExtraState
 
 METHOD_WEIGHTS = "method.safetensors"
 METHOD_STATE = "method_state.json"

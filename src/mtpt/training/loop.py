@@ -25,7 +25,7 @@ from mtpt.atomic import atomic_write_text
 from mtpt.batching import pad_batch
 from mtpt.config import RunConfig, dump_yaml, to_plain
 from mtpt.errors import MtptError
-from mtpt.methods.contract import ExtraLosses, LossContext, ParamGroups, StepCallbacks, WantsHiddenStates
+from mtpt.contract import ExtraLosses, LossContext, ParamGroups, StepCallbacks, WantsHiddenStates
 from mtpt.model import SoftPromptModel, task_loss
 from mtpt.precision import make_accelerator
 from mtpt.runtime import RunParts, build_run
@@ -195,7 +195,7 @@ class Trainer:
             other = model(batch, want_hidden=out.hidden is not None, prompts=prompts)
             return other.logits, other.hidden
 
-        from mtpt.methods.contract import PromptBatch  # local: only needed by extra-loss methods
+        from mtpt.contract import PromptBatch  # local: only needed by extra-loss methods
 
         text = model.embed(batch.input_ids)
         return LossContext(PromptBatch(text, batch.input_mask, batch.task_ids), out.prompts, out.logits, out.hidden,

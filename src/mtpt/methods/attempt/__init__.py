@@ -2,7 +2,7 @@
 
 from mtpt.methods.attempt.config import AttemptConfig
 from mtpt.methods.attempt.module import Attempt, build
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, register_method
 
 register_method(
     MethodSpec(

@@ -11,7 +11,7 @@ from mtpt.errors import MtptError
 from mtpt.library.access import open_for_run, select_sources
 from mtpt.methods.attempt.attention import AttemptAttention
 from mtpt.methods.attempt.config import AttemptConfig
-from mtpt.methods.contract import BuildContext, PromptBatch
+from mtpt.contract import BuildContext, PromptBatch
 from mtpt.prompt_init import initial_prompt
 
 

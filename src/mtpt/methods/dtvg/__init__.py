@@ -9,7 +9,7 @@ from mtpt.methods.dtvg.commands import COMMANDS
 from mtpt.methods.dtvg.config import DtvgConfig
 from mtpt.methods.dtvg.module import DynamicGrouping
 from mtpt.methods.dtvg.stages import build
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, register_method
 
 register_method(
     MethodSpec(

@@ -36,10 +36,17 @@ from enum import Enum
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-SIMILARITY_KINDS = ("dot", "cosine")
+from mtpt.similarity import (
+    SIMILARITY_KINDS,
+    check_kind,
+    check_same_dtype,
+    first_argmax,
+    similarity_matrix,
+    similarity_of_means,
+)
+
 OBJECTIVES = ("kc_prefix", "ts_plus_kc")
 
 __all__ = [
@@ -60,44 +67,8 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Similarities
+# Scaling
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in SIMILARITY_KINDS:
-        raise ValueError(f"similarity kind must be one of {SIMILARITY_KINDS}, got {kind!r}")
-
-
-def _similarity_of_means(means_a: Tensor, means_b: Tensor, kind: str) -> Tensor:
-    """Pairwise similarity of token-averaged vectors: ``[Na, d] x [Nb, d] -> [Na, Nb]``."""
-    _check_kind(kind)
-    if kind == "dot":
-        # The authors' (m_a * m_b).mean(): a dot product divided by d.
-        return means_a @ means_b.transpose(0, 1) / means_a.shape[-1]
-    # Cosine as in torch.nn.functional.cosine_similarity: a zero vector has similarity 0 with everything.
-    return F.normalize(means_a, dim=-1) @ F.normalize(means_b, dim=-1).transpose(0, 1)
-
-
-def similarity_matrix(a: Tensor, b: Tensor, kind: str = "dot") -> Tensor:
-    """Similarity of every prompt/vector in ``a`` with every one in ``b``.
-
-    Args:
-        a: ``[Na, L, d]``.
-        b: ``[Nb, L, d]`` (same ``L`` and ``d`` as ``a``).
-        kind: ``"dot"`` = ``(1/d) * <mean_rows(X), mean_rows(Y)>`` (DTVG authors' scaled dot product);
-            ``"cosine"`` = cosine of the token-averaged vectors (SPoT).
-
-    Returns:
-        ``[Na, Nb]`` in the dtype of the inputs.
-    """
-    _check_kind(kind)
-    if a.dim() != 3 or b.dim() != 3:
-        raise ValueError(f"expected a [Na, L, d] and b [Nb, L, d], got shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"a and b must share [L, d], got {tuple(a.shape[1:])} and {tuple(b.shape[1:])}")
-    _check_same_dtype(a=a, b=b)
-    return _similarity_of_means(a.mean(dim=1), b.mean(dim=1), kind)
 
 
 def scale_rows(vectors: Tensor, scales: Tensor | None) -> Tensor:
@@ -117,14 +88,6 @@ def scale_rows(vectors: Tensor, scales: Tensor | None) -> Tensor:
             f"scales must have shape vectors.shape[:-1] = {tuple(vectors.shape[:-1])}, got {tuple(scales.shape)}"
         )
     return vectors * scales.to(vectors.dtype).unsqueeze(-1)
-
-
-def first_argmax(values: Tensor) -> int:
-    """Index of the first maximum of a 1-D tensor (ties -> lowest index), independent of backend tie rules."""
-    if values.dim() != 1 or values.numel() == 0:
-        raise ValueError(f"first_argmax needs a non-empty 1-D tensor, got shape {tuple(values.shape)}")
-    is_max = values == values.max()
-    return int(is_max.nonzero()[0, 0])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -161,12 +124,6 @@ class GroupResult:
     lam: float
 
 
-def _check_same_dtype(**tensors: Tensor) -> None:
-    dtypes = {name: t.dtype for name, t in tensors.items()}
-    if len(set(dtypes.values())) > 1:
-        raise ValueError(f"inputs must share one dtype (no silent casts), got {dtypes}")
-
-
 def _check_group_inputs(
     target_vector: Tensor, source_vectors: Tensor, target_scale: Tensor | None, source_scales: Tensor | None
 ) -> None:
@@ -177,7 +134,7 @@ def _check_group_inputs(
             f"source_vectors must be [S, L, d] with [L, d] = {tuple(target_vector.shape)}, "
             f"got shape {tuple(source_vectors.shape)}"
         )
-    _check_same_dtype(target_vector=target_vector, source_vectors=source_vectors)
+    check_same_dtype(target_vector=target_vector, source_vectors=source_vectors)
     if target_scale is not None and target_scale.shape != target_vector.shape[:1]:
         raise ValueError(f"target_scale must be [L] = [{target_vector.shape[0]}], got {tuple(target_scale.shape)}")
     if source_scales is not None and source_scales.shape != source_vectors.shape[:2]:
@@ -187,7 +144,7 @@ def _check_group_inputs(
 
 
 def _check_settings(similarity: str, objective: str, threshold: float, lam: float) -> None:
-    _check_kind(similarity)
+    check_kind(similarity)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if not math.isfinite(float(threshold)):
@@ -258,7 +215,7 @@ def group_details(
         )
         # One matmul for every similarity: row/column 0 is the target, 1..S the sources.
         means = torch.cat([scaled_target.mean(dim=0, keepdim=True), scaled_sources.mean(dim=1)])
-        sims = _similarity_of_means(means, means, similarity)
+        sims = similarity_of_means(means, means, similarity)
         ts, source_similarity = sims[0, 1:], sims[1:, 1:]
 
         ranked = _rank_sources(ts, threshold)
@@ -485,7 +442,7 @@ def merge_prompt(
             f"p_init and target_prompt must both be [L, d], got {tuple(p_init.shape)} and {tuple(target_prompt.shape)}"
         )
     _check_group_inputs(target_prompt, source_vectors, target_scale, source_scales)
-    _check_same_dtype(p_init=p_init, target_prompt=target_prompt)
+    check_same_dtype(p_init=p_init, target_prompt=target_prompt)
     indices = _check_group_indices(group, source_vectors.shape[0])
 
     merged = p_init + scale_rows(target_prompt - p_init, target_scale)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mtpt.errors import MtptError
-from mtpt.methods.contract import PromptBatch
+from mtpt.contract import PromptBatch
 from mtpt.methods.dtvg.grouping import Ablation, GroupingRule, GroupResult, ablation_group, merge_prompt
 
 PARAM_GROUPS = ("target_prompt", "target_scale", "source_scales")

@@ -18,7 +18,7 @@ from mtpt.errors import MtptError
 from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, select_sources
 from mtpt.library.format import SourceLibrary
 from mtpt.library.target_run import ensure_target_run, run_backbone, target_run_config
-from mtpt.methods.contract import BuildContext
+from mtpt.contract import BuildContext
 from mtpt.methods.dtvg.config import DtvgConfig
 from mtpt.methods.dtvg.grouping import Ablation, GroupingRule, choose_sources, similarity_matrix
 from mtpt.methods.dtvg.module import DynamicGrouping

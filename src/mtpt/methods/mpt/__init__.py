@@ -3,7 +3,7 @@
 from mtpt.methods.mpt.config import MptConfig
 from mtpt.methods.mpt.module import MultitaskPrompt, build
 from mtpt.methods.mpt.peft_export import cmd_export_mpt, export_peft_multitask
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, register_method
 
 register_method(
     MethodSpec(

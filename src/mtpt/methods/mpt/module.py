@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mtpt.errors import MtptError
 from mtpt.library.access import open_for_run, select_sources
-from mtpt.methods.contract import BuildContext, LossContext, PromptBatch
+from mtpt.contract import BuildContext, LossContext, PromptBatch
 from mtpt.methods.mpt.config import MptConfig
 from mtpt.methods.mpt.distillation import distillation_loss, init_task_factors, mpt_task_prompts
 from mtpt.prompt_init import initial_prompt

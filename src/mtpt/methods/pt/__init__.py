@@ -2,7 +2,7 @@
 
 from mtpt.methods.pt.config import PromptTuningConfig
 from mtpt.methods.pt.module import PromptTuning, build
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, register_method
 
 register_method(
     MethodSpec(

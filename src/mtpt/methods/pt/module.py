@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtpt.methods.contract import BuildContext, PromptBatch
+from mtpt.contract import BuildContext, PromptBatch
 from mtpt.methods.pt.config import PromptTuningConfig
 from mtpt.prompt_init import initial_prompt
 

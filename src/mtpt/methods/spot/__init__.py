@@ -1,6 +1,6 @@
 """SPoT: soft prompt transfer from the most similar source prompt (METHODS.md §2)."""
 
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, register_method
 from mtpt.methods.spot.config import SpotConfig
 from mtpt.methods.spot.module import build
 

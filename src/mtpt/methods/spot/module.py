@@ -12,7 +12,7 @@ from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, 
 from mtpt.library.format import MIXTURE, SourceLibrary
 from mtpt.library.target_run import ensure_target_run, run_backbone, target_run_config
 from mtpt.library.transfer import TransferredPrompt
-from mtpt.methods.contract import BuildContext
+from mtpt.contract import BuildContext
 from mtpt.methods.spot.config import SpotConfig
 from mtpt.methods.spot.retrieval import best_source, prompt_similarities
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mtpt.methods.dtvg.grouping import first_argmax, similarity_matrix
+from mtpt.similarity import first_argmax, similarity_matrix
 
 __all__ = ["best_source", "prompt_similarities"]
 
@@ -20,7 +20,7 @@ def prompt_similarities(target: Tensor, sources: Tensor, kind: str = "cosine") -
         target: ``[L, d]`` target prompt.
         sources: ``[S, L, d]`` source prompts.
         kind: ``"cosine"`` (SPoT) or ``"dot"`` (the DTVG scaled dot product), see
-            :func:`mtpt.methods.dtvg.grouping.similarity_matrix`.
+            :func:`mtpt.similarity.similarity_matrix`.
 
     Returns:
         ``[S]`` in the prompts' dtype.

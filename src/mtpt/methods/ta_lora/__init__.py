@@ -3,7 +3,7 @@
 ``mtpt params`` reports its shared and per-task parameter counts through ``TaLora.parameter_counts``.
 """
 
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, register_method
 from mtpt.methods.ta_lora.config import TaLoraConfig
 from mtpt.methods.ta_lora.module import TaLora, TaLoraOptions
 from mtpt.methods.ta_lora.stages import build, load_source_run

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mtpt.errors import MtptError
-from mtpt.methods.contract import LossContext, PromptBatch
+from mtpt.contract import LossContext, PromptBatch
 from mtpt.methods.ta_lora.config import GateShape, Injection
 from mtpt.methods.ta_lora.injection import GatedDeltaAttention, attention_layers, select_layers
 from mtpt.methods.ta_lora.orthogonality import low_rank_delta, orthogonality_penalty

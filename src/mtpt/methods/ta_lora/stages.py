@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from mtpt.errors import MtptError
-from mtpt.methods.contract import BuildContext
+from mtpt.contract import BuildContext
 from mtpt.methods.ta_lora.config import GateShape, Injection, Stage, TaLoraConfig, TargetInit
 from mtpt.methods.ta_lora.factors import balanced_std, random_factors, target_factors
 from mtpt.methods.ta_lora.module import TaLora, TaLoraOptions

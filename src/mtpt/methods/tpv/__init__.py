@@ -1,6 +1,6 @@
 """Task prompt vectors: arithmetic over library task vectors (METHODS.md §5)."""
 
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, register_method
 from mtpt.methods.tpv.config import TpvConfig
 from mtpt.methods.tpv.grid import cmd_tpv_grid
 from mtpt.methods.tpv.module import PromptCombination, build

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from mtpt.errors import MtptError
 from mtpt.library.access import open_for_run, select_sources
 from mtpt.library.transfer import TransferredPrompt
-from mtpt.methods.contract import BuildContext, PromptBatch
+from mtpt.contract import BuildContext, PromptBatch
 from mtpt.methods.tpv.arithmetic import apply_to
 from mtpt.methods.tpv.config import TpvConfig
 

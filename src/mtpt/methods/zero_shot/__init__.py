@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mtpt.methods.contract import PromptBatch
-from mtpt.methods.registry import MethodSpec, register_method
+from mtpt.contract import PromptBatch
+from mtpt.registry import MethodSpec, register_method
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from torch import nn
 
 from mtpt.errors import MtptError
-from mtpt.methods.contract import BuildContext
+from mtpt.contract import BuildContext
 
 CliCommand = Callable[[list[str]], int]
 """A subcommand: receives its own argv, returns an exit code."""
@@ -30,7 +30,7 @@ class MethodSpec:
     config_cls: type
     """A dataclass whose fields (with docstrings) are the method's options."""
     build: Callable[[Any, BuildContext], nn.Module]
-    """``build(config, context) -> module`` implementing :mod:`mtpt.methods.contract`."""
+    """``build(config, context) -> module`` implementing :mod:`mtpt.contract`."""
     summary: str = ""
     cli_commands: dict[str, tuple[str, CliCommand]] = field(default_factory=dict)
     """Extra ``mtpt`` subcommands: name -> (one-line help, function)."""
@@ -54,7 +54,7 @@ def discover() -> None:
     global _discovered
     if _discovered:
         return
-    import mtpt.methods as package
+    package = importlib.import_module("mtpt.methods")  # found at run time: the core never imports a method
 
     for info in pkgutil.iter_modules(package.__path__):
         if info.ispkg:

@@ -1,5 +1,8 @@
 """Tiny random models of each supported family, built from configs (no download, a few ms to build).
 
+:func:`mtpt.backbones.load_backbone` turns them into frozen backbones (the ``tiny-<family>`` names); this module
+imports nothing of mtpt, so the loader can reach it without an import cycle.
+
 The tokenizer is byte-level with no merges: every UTF-8 byte is a token, so any English or Chinese text
 tokenises without a vocabulary file.
 """
@@ -18,8 +21,6 @@ from transformers import (
     Qwen2Config,
     T5Config,
 )
-
-from mtpt.backbones import Backbone, freeze
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 VOCAB = 272  # 4 specials + 256 bytes, rounded up
@@ -60,10 +61,9 @@ def _config(arch: str):
 TINY_ARCHS = ("llama", "qwen2", "gemma3", "gpt2", "t5")
 
 
-def tiny_backbone(arch: str = "llama", seed: int = 0) -> Backbone:
-    """A frozen tiny random backbone of the given family with the in-memory tokenizer."""
+def tiny_model(arch: str = "llama", seed: int = 0):
+    """A tiny random model of the given family (weights seeded by ``seed``) and the in-memory tokenizer."""
     config = _config(arch)
     torch.manual_seed(seed)
     factory = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = factory.from_config(config, dtype=torch.float32)
-    return freeze(model, tiny_tokenizer(), f"tiny-{arch}")
+    return factory.from_config(config, dtype=torch.float32), tiny_tokenizer()

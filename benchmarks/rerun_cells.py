@@ -1,0 +1,54 @@
+"""Rerun recorded quality-benchmark cells from their own ``config.yaml`` and compare the report-split scores.
+
+    python benchmarks/rerun_cells.py OUT CELL [CELL ...]
+
+Each CELL is a finished cell folder (``benchmarks/results/<bench>/cells/<method>/<target>/seed-<s>``); it is
+trained again with ``mtpt train CELL/config.yaml --output_dir OUT/<method>-<target>-seed-<s>`` (run from the
+repository root, so the recorded relative paths to the library, source stages and target stage-I runs resolve),
+and its final scores are printed next to the recorded ones. Exit status 1 when a score differs. Use one torch
+thread (``OMP_NUM_THREADS=1``) to match cells recorded with one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def final_scores(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    return json.loads((run_dir / "results.json").read_text())["final"]
+
+
+def rerun(cell: Path, out: Path) -> bool:
+    seed, target, method = cell.parts[-1], cell.parts[-2], cell.parts[-3]
+    run_dir = out / f"{method}-{target}-{seed}"
+    if not (run_dir / "results.json").exists():
+        subprocess.run([sys.executable, "-m", "mtpt.cli", "train", str(cell / "config.yaml"),
+                        "--output_dir", str(run_dir)], check=True)
+    recorded, again = final_scores(cell), final_scores(run_dir)
+    same = True
+    for split, tasks in recorded.items():
+        for task, metrics in tasks.items():
+            for name, value in metrics.items():
+                new = again.get(split, {}).get(task, {}).get(name)
+                ok = new is not None and abs(new - value) < 1e-9
+                same &= ok
+                print(f"{method:<18} {task:<16} {split:<5} {name:<9} recorded {value:8.4f}  rerun "
+                      f"{'-' if new is None else f'{new:8.4f}'}  {'same' if ok else 'DIFFERENT'}")
+    return same
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    out = Path(argv[0])
+    results = [rerun(Path(cell), out) for cell in argv[1:]]
+    print(f"{sum(results)}/{len(results)} cells reproduce their recorded scores")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
