@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,6 +25,9 @@ class RunParts:
     method_config: Any
     model: SoftPromptModel
     tokenizer: Tokenizer
+    source_tasks: list[str] = field(default_factory=list)
+    """Tasks whose training data the method's sources were trained on (a library's source tasks, a source-stage
+    run's tasks): the test inputs of this run's tasks that occur in them are leakage."""
 
     @property
     def task_names(self) -> list[str]:
