@@ -89,7 +89,7 @@ def two_process_toy_run(run_dir: str) -> None:
     from test_training import toy_config  # the tests folder is on sys.path under pytest
 
     from mtpt.precision import release_process_group
-    from mtpt.training.loop import train
+    from mtpt.runner import train
 
     train(toy_config(Path(run_dir), steps=4, precision="no"))
     release_process_group()

@@ -1,8 +1,9 @@
 """The import graph of the package: no cycles, and the core never reaches into the method folders.
 
 Every ``import`` statement counts, function-level ones included: an import deferred into a function still ties
-the two modules together. ``mtpt.registry`` finds the method folders at run time (``importlib``), which is the one
-sanctioned way from the core to the methods.
+the two modules together. Imports under ``if TYPE_CHECKING:`` do not (they never run: annotations only).
+``mtpt.registry`` finds the method folders at run time (``importlib``), which is the one sanctioned way from the
+core to the methods.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def imported(name: str, path: Path, known: set[str]) -> set[str]:
     """The mtpt modules ``name`` imports (each ``from X import y`` counts as X, or X.y when that is a module)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -44,6 +45,19 @@ def imported(name: str, path: Path, known: set[str]) -> set[str]:
                 child = f"{base}.{alias.name}"
                 found.add(child if child in known else base)
     return {m for m in found if m in known and m != name}
+
+
+def runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -51,25 +51,36 @@ def test_speed_smoke(tmp_path):
     assert skipped["ms"] > 0 and skipped["layers"] == 2 and len(skipped["times_ms"]) == 2
     assert skipped["block_factor"] > 0 and skipped["vs_bare"] > 0 and skipped["vs_peft"] > 0
     assert "block_skipped" not in rows["ta_lora_additive"]
-    assert set(report["grouping"]["results"]) == {"6", "26"}
-    assert report["grouping"]["results"]["6"]["fraction_of_step"] > 0
+    grouping = report["extras"]["dtvg"]  # DTVG's own measurement, declared by its speed variant
+    assert set(grouping["results"]) == {"6", "26"}
+    assert grouping["results"]["6"]["fraction_of_step"] > 0
     table = (out / "speed.md").read_text()
     assert "| dtvg |" in table and "DTVG grouping" in table and "Mixed-task inference" in table
     assert "mpt_distill: method ms leave out the teacher pass" in table
     assert "ta_lora: the same step with the task block skipped in its 2 layers" in table
 
 
-def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):
-    """The PEFT arm wraps the shared backbone: the methods measured after it must still compute the same thing."""
+def synthetic_arms(tmp_path):
+    """The speed benchmark's parts on the tiny backbone: settings, synthetic library, an accelerator."""
     from mtpt.backbones import load_backbone
-    from mtpt.bench.arms import PeftArm
-    from mtpt.bench.speed import SpeedSettings, build_method_arm
-    from mtpt.bench.synthetic import synthetic_library
+    from mtpt.bench.speed import SpeedSettings, Synthetic
+    from mtpt.bench.synthetic import TARGET_FILE, synthetic_library
+    from mtpt.precision import make_accelerator
 
     backbone = load_backbone("tiny-llama")
     settings = SpeedSettings(backbone="tiny-llama", batch=2, text_tokens=8, prompt_length=4)
-    library = synthetic_library(tmp_path / "lib", backbone, 4)
-    arm = build_method_arm("pt", backbone, settings, str(library.root), tmp_path)
+    library = synthetic_library(tmp_path / "lib", backbone, 4).root
+    synthetic = Synthetic(str(library), str(library), str(library / TARGET_FILE))
+    return backbone, settings, synthetic, make_accelerator("no")
+
+
+def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):
+    """The PEFT arm wraps the shared backbone: the methods measured after it must still compute the same thing."""
+    from mtpt.bench.arms import PeftArm
+    from mtpt.bench.speed import build_method_arm
+
+    backbone, settings, synthetic, acc = synthetic_arms(tmp_path)
+    arm = build_method_arm("pt", backbone, settings, synthetic, acc)
     arm.model.eval()
     with torch.no_grad():
         before = arm.model(arm.batch).logits
@@ -81,19 +92,33 @@ def test_peft_wrapping_leaves_the_method_output_unchanged(tmp_path):
     torch.testing.assert_close(before, after)
 
 
+def test_method_arm_times_the_trainers_own_step(tmp_path):
+    """The speed benchmark's method step is the trainer's TrainingStep: the same update from the same start."""
+    from mtpt.bench.arms import LR, MAX_GRAD_NORM
+    from mtpt.bench.speed import build_method_arm
+    from mtpt.training.loop import optimizer_groups
+    from mtpt.training.step import MicroBatch, TrainingStep
+
+    backbone, settings, synthetic, acc = synthetic_arms(tmp_path)
+    arm = build_method_arm("pt", backbone, settings, synthetic, acc)
+    twin = build_method_arm("pt", backbone, settings, synthetic, acc)
+    twin.method.load_state_dict(arm.method.state_dict())
+    stepper = TrainingStep(twin.model, torch.optim.AdamW(optimizer_groups(twin.method, LR, 0.0)), acc,
+                           max_grad_norm=MAX_GRAD_NORM)
+    arm.step()
+    stepper.run([MicroBatch(twin.batch, float(twin.batch.target_mask.sum()))], 0)
+    torch.testing.assert_close(arm.method.prompt, twin.method.prompt)
+    assert not torch.equal(arm.method.prompt, build_method_arm("pt", backbone, settings, synthetic, acc).method.prompt)
+
+
 def test_block_skipped_arm_runs_the_gated_model_without_its_block_and_restores_it(tmp_path):
     """While entered, the skipped arm computes what the gated model computes with its gates at 0 (the block adds
     nothing); once it exits, the gated arm's block is back."""
-    from mtpt.backbones import load_backbone
-    from mtpt.bench.arms import BlockSkippedArm
-    from mtpt.bench.speed import SpeedSettings, build_method_arm
-    from mtpt.bench.synthetic import synthetic_library
+    from mtpt.bench.speed import build_method_arm
 
-    backbone = load_backbone("tiny-llama")
-    settings = SpeedSettings(backbone="tiny-llama", batch=2, text_tokens=8, prompt_length=4)
-    library = str(synthetic_library(tmp_path / "lib", backbone, 4).root)
-    gated = build_method_arm("ta_lora", backbone, settings, library, tmp_path)
-    skipped = BlockSkippedArm(build_method_arm("ta_lora", backbone, settings, library, tmp_path))
+    backbone, settings, synthetic, acc = synthetic_arms(tmp_path)
+    gated = build_method_arm("ta_lora", backbone, settings, synthetic, acc)
+    skipped = build_method_arm("ta_lora", backbone, settings, synthetic, acc, skip_task_block=True)
     skipped.method.load_state_dict(gated.method.state_dict())
     assert skipped.method.theta0.requires_grad and not gated.method.theta0.requires_grad
 
@@ -281,7 +306,7 @@ def test_methods_without_transfer_run_before_the_library_exists(quality_config, 
 
 
 def test_changed_fields_ignores_fields_only_one_side_has():
-    from mtpt.runs import changed_fields
+    from mtpt.run_folder import changed_fields
 
     recorded = {"train": {"steps": 50, "lr": 0.03}, "data": {"kshot": 16}, "removed": 1}
     planned = {"train": {"steps": 50, "lr": 0.01}, "data": {"kshot": 16, "added": True}}

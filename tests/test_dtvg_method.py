@@ -26,7 +26,7 @@ from mtpt.peft_io import import_peft_prompt
 from mtpt.prompt_io import save_prompt
 from mtpt.runtime import build_context
 from mtpt.training.checkpoint import load_method_state, save_checkpoint
-from mtpt.training.loop import train
+from mtpt.runner import train
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -307,7 +307,10 @@ def test_a_finished_stage1_is_reused_without_a_backbone_and_refused_after_a_chan
     from dataclasses import replace
 
     from mtpt.config import load_yaml, run_config_from_dict
-    from mtpt.library.target_run import ensure_target_run
+    from mtpt.runner import ensure_run
+
+    def ensure_target_run(config, backbone):
+        return ensure_run(config, backbone).folder
 
     recorded = run_config_from_dict(load_yaml(trained_run / "stage1" / "config.yaml"))
 

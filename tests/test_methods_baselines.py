@@ -24,14 +24,14 @@ from mtpt.prompt_io import save_prompt
 from mtpt.runtime import build_context
 from mtpt.testing import tiny_backbone
 from mtpt.training.checkpoint import load_method_state, save_checkpoint
-from mtpt.training.loop import train
+from mtpt.runner import train
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build(backbone, method: dict, tasks: list[str], seed: int = 0, **extras):
+def build(backbone, method: dict, tasks: list[str], seed: int = 0):
     spec, options = method_config(method)
-    return spec.build(options, build_context(backbone, tasks, seed, extras))
+    return spec.build(options, build_context(backbone, tasks, seed))
 
 
 def run_config(method: dict, tasks: list[str], out: Path, steps: int = 2, final=()) -> RunConfig:

@@ -28,7 +28,7 @@ from mtpt.runs import load_run
 from mtpt.runtime import build_context
 from mtpt.testing import tiny_backbone
 from mtpt.training.checkpoint import load_method_state, save_checkpoint
-from mtpt.training.loop import train
+from mtpt.runner import train
 
 GATED_ARCHS = ["llama", "qwen2", "gemma3"]
 ALL_ARCHS = GATED_ARCHS + ["gpt2", "t5"]

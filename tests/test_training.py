@@ -14,7 +14,7 @@ from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig
 from mtpt.errors import MtptError
 from mtpt.runs import evaluate_run, export_run
 from mtpt.training.checkpoint import load_method_state
-from mtpt.training.loop import train
+from mtpt.runner import train
 
 
 def toy_config(tmp_path, steps=6, **train_overrides) -> RunConfig:

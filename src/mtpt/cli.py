@@ -28,7 +28,7 @@ def cmd_train(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         run_parser().print_help()
         return 0
-    from mtpt.training.loop import train
+    from mtpt.runner import train
 
     result = train(parse_run_config(argv))
     _print_results(result.final)

@@ -1,8 +1,16 @@
 """The method contract: what a prompt method gives the trainer, and what it may optionally add.
 
 A method is a ``torch.nn.Module`` whose ``forward(batch: PromptBatch) -> Tensor`` returns one prompt per
-example, shape ``[B, L, d]``. Everything else is optional and discovered by duck typing, each capability a
-small protocol below; the trainer, the CLI and the checkpoint code never name a method.
+example, shape ``[B, L, d]``. Everything else is optional, each capability a small protocol below checked with
+``isinstance``; the trainer, the CLI, the checkpoint code and the benchmarks never name a method or probe an
+attribute by name.
+
+A builder receives a :class:`BuildContext` of plain values. Runs a method needs finished before it can be built
+(a target's prompt-tuning run, say) are declared in its registry entry (:class:`Prerequisite`); the runner
+(:mod:`mtpt.runner`) trains or reuses them first and hands them to the builder as :class:`FinishedRun` values, so
+building never trains.
+
+This module sits at the bottom of the import graph: it imports torch and :mod:`mtpt.errors`, nothing else of mtpt.
 
 Evaluation-time behaviour: a method whose evaluation prompt differs from its training prompt (DTVG's fixed
 merged prompt) switches on ``self.training``, exactly as dropout does.
@@ -11,10 +19,17 @@ merged prompt) switches on ``self.training``, exactly as dropout does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from mtpt.errors import MtptError
+
+if TYPE_CHECKING:
+    from mtpt.backbones import Backbone
+    from mtpt.config import RunConfig
 
 
 @dataclass
@@ -47,6 +62,28 @@ class LossContext:
     same positions; teachers call it under ``torch.no_grad()``."""
 
 
+@dataclass(frozen=True)
+class Prerequisite:
+    """A run a method needs finished before it can be built, declared by its registry entry.
+
+    The runner trains it into ``<run folder>/<key>`` (or reuses it there when it has finished with the same
+    config), then hands it to the builder as ``ctx.prerequisites[key]``."""
+
+    key: str
+    """The name the builder reads it by; also its sub-folder of the run folder."""
+    config: "RunConfig"
+    """The run to train (its ``output_dir`` is set by the runner)."""
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run handed to a builder: its folder and the checkpoint it stands for."""
+
+    folder: Path
+    checkpoint: Path
+    """``best`` when the run had a validation metric, else ``last`` (see :func:`mtpt.run_folder.kept_checkpoint`)."""
+
+
 @dataclass
 class BuildContext:
     """What a method's builder may use; plain values, no trainer objects."""
@@ -61,8 +98,20 @@ class BuildContext:
     backbone_name: str = ""
     weights_hash: str = ""
     seed: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Anything run-level a method may need (e.g. the resolved source library path)."""
+    run_dir: Path | None = None
+    """The run's folder; ``None`` when a method is built outside a run (the speed benchmark, a test)."""
+    backbone: "Backbone | None" = None
+    """The frozen backbone (e.g. to rebuild another method's run and read its prompt); not to be trained."""
+    prerequisites: dict[str, FinishedRun] = field(default_factory=dict)
+    """The finished prerequisite runs the method's registry entry declared, by key."""
+
+    def prerequisite(self, key: str) -> FinishedRun:
+        """The finished prerequisite ``key``; a clear error when the method is built without it."""
+        try:
+            return self.prerequisites[key]
+        except KeyError:
+            raise MtptError(f"This method needs its prerequisite run {key!r}, which was not supplied: build it "
+                            "through mtpt.runner (mtpt train) or set the option that names a finished run.") from None
 
 
 @runtime_checkable
@@ -120,3 +169,31 @@ class TaskPrompts(Protocol):
     """Exports one fixed prompt per task (for PEFT export and serving); ``[L, d]`` each."""
 
     def task_prompt(self, task_index: int) -> Tensor: ...
+
+
+@runtime_checkable
+class ParameterCounts(Protocol):
+    """Splits the trainable parameters into those shared by every task and those of one task (``mtpt params``);
+    without it every trainable parameter counts as shared."""
+
+    def parameter_counts(self) -> dict[str, int]:
+        """``{"shared": int, "per_task": int}``."""
+        ...
+
+
+@runtime_checkable
+class HookedLayers(Protocol):
+    """A method whose backbone hooks act inside some layers (after :meth:`BackboneHooks.attach`)."""
+
+    def hooked_layers(self) -> list[int]:
+        """Indices of the layers the hooks act in."""
+        ...
+
+
+@runtime_checkable
+class SkippableTaskBlock(Protocol):
+    """A switch that takes a method's per-task block out of the backbone pass, for timing what the block costs
+    inside a training step. Skipped, every hooked layer returns its base output and the method's input prompt
+    trains in the block's place, so a backward pass still runs through every layer. Never for results."""
+
+    def skip_task_block(self, skip: bool) -> None: ...

@@ -1,7 +1,8 @@
 """``mtpt params CONFIG``: trainable parameter counts, shared and per task, of any method on any backbone.
 
-The run is built exactly as ``mtpt train`` would build it (no data is read). A method may expose
-``parameter_counts() -> {"shared": int, "per_task": int}``; otherwise every trainable parameter counts as shared.
+The run is built exactly as ``mtpt train`` would build it (its prerequisite runs trained or reused first). A method
+with the :class:`~mtpt.contract.ParameterCounts` capability splits its count; otherwise every trainable parameter
+counts as shared.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Any
 
 from torch import nn
 
+from mtpt.contract import ParameterCounts
+
 __all__ = ["cmd_params", "parameter_report"]
 
 HELP = "Count a run config's trainable parameters: shared by all tasks and per task (any method, any backbone)."
@@ -17,9 +20,8 @@ HELP = "Count a run config's trainable parameters: shared by all tasks and per t
 
 def method_counts(method: nn.Module) -> dict[str, int]:
     """The method's own split, or all trainable parameters as shared."""
-    counts = getattr(method, "parameter_counts", None)
-    if callable(counts):
-        result = counts()
+    if isinstance(method, ParameterCounts):
+        result = method.parameter_counts()
         return {"shared": int(result["shared"]), "per_task": int(result["per_task"])}
     return {"shared": sum(p.numel() for p in method.parameters() if p.requires_grad), "per_task": 0}
 
@@ -65,9 +67,9 @@ def cmd_params(argv: list[str]) -> int:
         print(f"usage: mtpt params CONFIG [--field value ...]\n\n{HELP}\n")
         run_parser("mtpt params").print_help()
         return 0
-    from mtpt.runtime import build_run
+    from mtpt.runner import build
 
-    parts = build_run(parse_run_config(argv))
+    parts = build(parse_run_config(argv))
     try:
         print(render(parameter_report(parts)))
     finally:

@@ -1,8 +1,10 @@
-"""The method registry: name -> config dataclass + builder (+ optional CLI subcommands).
+"""The method registry: name -> config dataclass + builder, and what tools need to know about a method.
 
 Built-in methods register themselves from their folder's ``__init__``; :func:`discover` imports every
 subpackage of ``mtpt.methods`` and every ``mtpt.methods`` entry point, so a new method needs only its folder
-(or an installed plugin), never an edit here, in the trainer, the CLI or the checkpoint code.
+(or an installed plugin), never an edit here, in the trainer, the CLI, the checkpoint code or the benchmarks:
+what those need beyond the builder (the runs to train first, which options point at shared artefacts, how the
+speed benchmark builds the method) is a field of its :class:`MethodSpec`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,67 @@ import importlib
 import importlib.metadata
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from torch import nn
 
+from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
-from mtpt.contract import BuildContext
+
+if TYPE_CHECKING:
+    from mtpt.config import RunConfig
 
 CliCommand = Callable[[list[str]], int]
 """A subcommand: receives its own argv, returns an exit code."""
+
+
+@dataclass(frozen=True)
+class OptionRoles:
+    """Which of a method's options point at shared artefacts, for tools that fill them in or follow them (the
+    quality benchmark fills them; a run's source tasks are read through them). ``None``: no such option."""
+
+    library: str | None = None
+    """The option naming a source-prompt library folder."""
+    source_run: str | None = None
+    """The option naming a finished multi-task source-stage run."""
+    prompt_length: str | None = None
+    """The option holding the method's own prompt length (a benchmark sets it to its shared length); methods that
+    take their length from a library or source run have none."""
+
+
+@dataclass(frozen=True)
+class SpeedVariant:
+    """One row of ``mtpt bench speed`` for a method: how to build it and what to compare it with.
+
+    String options may use ``{library}`` (a synthetic library of the benchmark's prompt shape, sources
+    ``src-0``...), ``{teachers}`` (a synthetic library holding a prompt for every benchmark task),
+    ``{target_prompt}`` (a synthetic target prompt file) and ``{prompt_length}``; anything else the builder
+    needs must be an option."""
+
+    label: str
+    """The row's name (``--methods`` choice)."""
+    options: dict[str, Any]
+    """The method section (without ``name``)."""
+    multi_task: bool = False
+    """Per-task prompt parameters: trained on rows of several tasks, and timed on mixed-task inference."""
+    peft: Literal["pt", "mpt"] | None = None
+    """PEFT's counterpart timed beside it: prompt tuning or multitask prompt tuning; None when PEFT has none."""
+    bare_target: float = 1.05
+    """The step-time target against the bare backbone (per-example prompt computation gets more)."""
+    mixed_inference: bool | None = None
+    """Time mixed-task inference; ``None`` = ``multi_task``."""
+    extra: Callable[[int, int, int, float | None], dict[str, Any]] | None = None
+    """A measurement of the method's own computation reported beside its row (DTVG's regrouping):
+    ``extra(prompt_length, hidden_size, repeats, step_ms)`` with the variant's measured step time, returning a
+    JSON-able dict with ``title``, ``columns`` and ``rows`` (strings) for the report's table."""
+
+    @property
+    def times_mixed_inference(self) -> bool:
+        return self.multi_task if self.mixed_inference is None else self.mixed_inference
+
+
+PrerequisitesFn = Callable[[Any, "RunConfig"], list[Prerequisite]]
+"""``prerequisites(method_config, run_config) -> [Prerequisite, ...]``: the runs to finish before building."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +88,16 @@ class MethodSpec:
     summary: str = ""
     cli_commands: dict[str, tuple[str, CliCommand]] = field(default_factory=dict)
     """Extra ``mtpt`` subcommands: name -> (one-line help, function)."""
+    prerequisites: PrerequisitesFn | None = None
+    """The runs the method needs finished before ``build`` (see :class:`mtpt.contract.Prerequisite`)."""
+    roles: OptionRoles = field(default_factory=OptionRoles)
+    """Which options point at a library, a source run, or hold the prompt length."""
+    speed: tuple[SpeedVariant, ...] = ()
+    """How ``mtpt bench speed`` builds and judges the method (none: it is not benchmarked)."""
+
+    def prerequisite_runs(self, config: Any, run: "RunConfig") -> list[Prerequisite]:
+        """The prerequisite runs for this method config inside ``run`` (none when the method declares none)."""
+        return list(self.prerequisites(config, run)) if self.prerequisites is not None else []
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from mtpt.backbones import Backbone
 from mtpt.config import load_yaml, run_config_from_dict
@@ -13,7 +12,8 @@ from mtpt.contract import TaskPrompts
 from mtpt.peft_io import export_peft_prompt
 from mtpt.precision import make_accelerator
 from mtpt.prompt_io import save_prompt
-from mtpt.runtime import RunParts, build_run
+from mtpt.runner import build
+from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import load_method_state
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets
 
@@ -35,8 +35,8 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
     if not config_path.exists():
         raise MtptError(f"{run_dir} has no config.yaml: not a folder written by `mtpt train`.")
     config = run_config_from_dict(load_yaml(config_path))
-    config.output_dir = str(run_dir)  # the folder may have moved; methods read sub-folders of it
-    parts = build_run(config, backbone)
+    config.output_dir = str(run_dir)  # the folder may have moved; its prerequisite runs live in sub-folders of it
+    parts = build(config, backbone)
     meta = load_method_state(checkpoint_dir(run_dir, which), parts.model.method)
     if meta.get("weights_hash") not in (None, parts.backbone.weights_hash):
         raise MtptError(
@@ -77,41 +77,3 @@ def export_run(run_dir, out, fmt="peft", task=None, which="best", backbone=None)
         save_prompt(prompt, out)
         return Path(out)
     return export_peft_prompt(prompt, out, parts.backbone.model, parts.backbone.name)
-
-
-# fields that change where or how a run is logged or resumed, not what it trains or measures
-BOOKKEEPING_FIELDS = frozenset({"output_dir", "train.resume", "train.log_every", "train.tensorboard",
-                                "eval.batch_size"})
-
-
-def refuse_changed_run(planned) -> None:
-    """Raise when ``planned.output_dir`` (a :class:`~mtpt.config.RunConfig`) holds a finished run recorded with
-    another config: reusing it would silently mix protocols (e.g. after editing ``kshot`` or ``steps``). A run
-    that recorded no config (zero-shot trains nothing) has nothing to compare; ``output_dir`` itself is not
-    compared (a moved folder holds the same run), nor are the fields of :data:`BOOKKEEPING_FIELDS`."""
-    import yaml
-
-    from mtpt.config import to_plain
-
-    out = Path(planned.output_dir)
-    saved = out / "config.yaml"
-    if not (out / "results.json").exists() or not saved.exists():
-        return
-    changed = changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned), ignore=BOOKKEEPING_FIELDS)
-    if changed:
-        raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
-                        f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
-                        f"or restore the config.")
-
-
-def changed_fields(recorded: Any, planned: Any, path: str = "", ignore: frozenset[str] = frozenset()) -> list[str]:
-    """``"field: recorded -> planned"`` for every value that differs, except at the dotted paths in ``ignore``.
-    Fields only one side has are ignored too: a field added to mtpt later (or removed) says nothing about the
-    protocol the run was trained with."""
-    if path in ignore:
-        return []
-    if isinstance(recorded, dict) and isinstance(planned, dict):
-        return [line for key in recorded.keys() & planned.keys()
-                for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key),
-                                           ignore)]
-    return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]

@@ -1,8 +1,13 @@
-"""Building a run's parts from its config: backbone, tasks, method and the soft-prompt model."""
+"""Building a run's parts from its config: backbone, tasks, method and the soft-prompt model.
+
+The method's prerequisite runs must have finished before (:mod:`mtpt.runner` trains or reuses them); they come in
+as plain :class:`~mtpt.contract.FinishedRun` values and go to the builder in its :class:`BuildContext`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,7 +15,7 @@ import torch
 from mtpt.backbones import Backbone, load_backbone
 from mtpt.batching import Tokenizer
 from mtpt.config import RunConfig, method_config
-from mtpt.contract import BuildContext
+from mtpt.contract import BuildContext, FinishedRun
 from mtpt.registry import MethodSpec
 from mtpt.model import SoftPromptModel
 from mtpt.tasks import Task, get_task
@@ -34,7 +39,8 @@ class RunParts:
         return [task.name for task in self.tasks]
 
 
-def build_context(backbone: Backbone, task_names: list[str], seed: int, extras: dict[str, Any] | None = None) -> BuildContext:
+def build_context(backbone: Backbone, task_names: list[str], seed: int, *, run_dir: str | Path | None = None,
+                  prerequisites: dict[str, FinishedRun] | None = None) -> BuildContext:
     """The plain values a method builder may use."""
     embeddings = backbone.model.get_input_embeddings()
     tokenizer = backbone.tokenizer
@@ -47,19 +53,43 @@ def build_context(backbone: Backbone, task_names: list[str], seed: int, extras: 
         backbone_name=backbone.name,
         weights_hash=backbone.weights_hash,
         seed=seed,
-        extras=dict(extras or {}),
+        run_dir=None if run_dir is None else Path(run_dir),
+        backbone=backbone,
+        prerequisites=dict(prerequisites or {}),
     )
 
 
-def build_run(config: RunConfig, backbone: Backbone | None = None) -> RunParts:
-    """Load (or reuse) the backbone, resolve the tasks and build the method and model."""
+def build_run(config: RunConfig, backbone: Backbone | None = None,
+              prerequisites: dict[str, FinishedRun] | None = None) -> RunParts:
+    """Load (or reuse) the backbone, resolve the tasks and build the method and model. ``prerequisites`` are the
+    method's finished prerequisite runs (:func:`mtpt.runner.build` resolves them; a method that declares some
+    cannot be built without them)."""
     spec, options = method_config(config.method)
     tasks = [get_task(name) for name in config.tasks]
     backbone = backbone or load_backbone(config.backbone)
     torch.manual_seed(config.train.seed)
-    extras = {"data_root": config.data_root(), "output_dir": config.output_dir, "run_config": config, "backbone": backbone}
-    ctx = build_context(backbone, [t.name for t in tasks], config.train.seed, extras)
+    ctx = build_context(backbone, [t.name for t in tasks], config.train.seed, run_dir=config.output_dir,
+                        prerequisites=prerequisites)
     method = spec.build(options, ctx)
     model = SoftPromptModel(backbone, method)
     tokenizer = Tokenizer(backbone.tokenizer, config.data.max_input_tokens, config.data.target_eos)
-    return RunParts(config, backbone, tasks, spec, options, model, tokenizer)
+    return RunParts(config, backbone, tasks, spec, options, model, tokenizer, source_tasks_of(spec, options))
+
+
+def source_tasks_of(spec: MethodSpec, options: Any) -> list[str]:
+    """The tasks the method's sources were trained on, found through its option roles: the source tasks of the
+    library it reads and the tasks of the source-stage run it continues (after the build, which has checked
+    both exist)."""
+    from mtpt.library.format import SourceLibrary
+    from mtpt.run_folder import kept_checkpoint
+    from mtpt.training.checkpoint import read_meta
+
+    names: list[str] = []
+    library = getattr(options, spec.roles.library) if spec.roles.library else ""
+    if library:
+        names += SourceLibrary.open(library).tasks
+    source_run = getattr(options, spec.roles.source_run) if spec.roles.source_run else ""
+    if source_run:
+        folder = Path(source_run)
+        names += read_meta(kept_checkpoint(folder) if (folder / "checkpoints").is_dir() else folder).get("tasks", [])
+    return list(dict.fromkeys(names))

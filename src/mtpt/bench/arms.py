@@ -1,8 +1,9 @@
 """The things the speed benchmark times ("arms"): one training step of a method, of the bare backbone, of PEFT.
 
 Every arm runs the same rows (same token ids, same prompt length, same target positions) so that their times
-are comparable. An arm has ``enter()``/``exit()`` (untimed: e.g. TA-LoRA attaches its attention hook to the
-shared backbone only while it is measured) and ``step()`` (timed).
+are comparable. An arm (the :class:`Arm` protocol) has ``enter()``/``exit()`` (untimed: e.g. TA-LoRA attaches its
+attention hook to the shared backbone only while it is measured) and ``step()`` (timed). A method's arm runs the
+trainer's own step (:class:`mtpt.training.step.TrainingStep`), so what is timed is the step users run.
 
 Memory: each arm also reports its autograd memory in one step, counted exactly rather than sampled: the bytes of
 the tensors autograd saves for the backward pass (distinct storages, the frozen weights excluded since every arm
@@ -17,31 +18,49 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
 from torch import Tensor, nn
 
 from mtpt.backbones import Backbone
 from mtpt.batching import TokenBatch
-from mtpt.contract import (
-    BackboneHooks,
-    ExtraLosses,
-    LossContext,
-    PromptBatch,
-    StepCallbacks,
-    WantsHiddenStates,
-)
-from mtpt.model import SoftPromptModel, task_loss
+from mtpt.contract import BackboneHooks, SkippableTaskBlock
+from mtpt.model import SoftPromptModel
 from mtpt.training.loop import optimizer_groups
+from mtpt.training.step import MicroBatch, TrainingStep
 
 LR = 1e-3
+MAX_GRAD_NORM = 1.0  # the trainer's default clipping
 ADAM_STATES = 2  # AdamW keeps two moments per trainable value
 
 
+class Arm(Protocol):
+    """One measured training step."""
+
+    name: str
+    optimizer_states: int
+    """Optimizer tensors kept per trainable value (AdamW: 2; the bare backbone optimises nothing)."""
+
+    def enter(self) -> None:
+        """Make the shared backbone ready for this arm (untimed)."""
+
+    def exit(self) -> None:
+        """Undo :meth:`enter` (untimed)."""
+
+    def step(self) -> None:
+        """One training step (timed)."""
+
+    def trainable(self) -> list[Tensor]: ...
+
+    def excluded_ms(self) -> float:
+        """Milliseconds of the last step the benchmark leaves out of the step time (MPT's teacher pass)."""
+
+
 def autocast(precision: str):
-    """The same autocast for every arm (``no`` = fp32)."""
+    """The autocast of the reference arms (``no`` = fp32); method arms use their accelerator's, as the trainer."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
@@ -71,63 +90,90 @@ class SavedBytes:
         return sum(self.seen.values())
 
 
-class Arm:
-    """One measured training step; subclasses fill :meth:`_forward_loss` and the trainable tensors."""
+def memory_bytes(arm: Arm, backbone: Backbone) -> dict[str, int]:
+    """Autograd memory of one step of ``arm`` (see the module docstring); runs one extra, untimed step."""
+    counter = SavedBytes(backbone.model)
+    arm.enter()
+    try:
+        with counter.hooks():
+            arm.step()
+    finally:
+        arm.exit()
+    state = _bytes(arm.trainable()) * (1 + arm.optimizer_states)
+    return {"activations": counter.total, "trainable_state": state, "total": counter.total + state}
 
-    name = "arm"
 
-    def __init__(self, backbone: Backbone, batch: TokenBatch, precision: str):
-        self.backbone = backbone
+class MethodArm:
+    """A registered method inside :class:`SoftPromptModel`, stepped by the trainer's :class:`TrainingStep`:
+    forward, task loss plus the method's extra losses, backward, gradient clipping, AdamW over its parameter
+    groups, step callbacks.
+
+    ``skip_task_block``: the method's :class:`~mtpt.contract.SkippableTaskBlock` switch is turned on before the
+    optimizer is built (its input prompt trains in the block's place). Use a separately built model for it: the
+    switch stays on for the method's lifetime."""
+
+    optimizer_states = ADAM_STATES
+
+    def __init__(self, name: str, model: SoftPromptModel, batch: TokenBatch, accelerator: Accelerator, *,
+                 skip_task_block: bool = False):
+        self.name = name
         self.batch = batch
-        self.precision = precision
-        self.step_index = 0
+        self.method = model.method
+        if skip_task_block:
+            if not isinstance(self.method, SkippableTaskBlock):
+                raise ValueError(f"{name}: the method has no task block to skip")
+            self.method.skip_task_block(True)
+        optimizer = torch.optim.AdamW(optimizer_groups(self.method, LR, 0.0))
+        prepared, optimizer = accelerator.prepare(model, optimizer)
+        self.model = accelerator.unwrap_model(prepared)
+        self.stepper = TrainingStep(prepared, optimizer, accelerator, max_grad_norm=MAX_GRAD_NORM)
+        self.accelerator = accelerator
+        self.tokens = float(batch.target_mask.sum())
+        self.steps = 0
+        self._excluded = 0.0
+        self.exit()  # SoftPromptModel attached any hook at construction; enter() re-attaches it when measured
 
     def enter(self) -> None:
-        """Make the shared backbone ready for this arm (untimed)."""
+        if isinstance(self.method, BackboneHooks):
+            self.method.attach(self.model.backbone)
 
     def exit(self) -> None:
-        """Undo :meth:`enter` (untimed)."""
+        if isinstance(self.method, BackboneHooks):
+            self.method.detach(self.model.backbone)
 
     def trainable(self) -> list[Tensor]:
-        raise NotImplementedError
-
-    def _forward_loss(self) -> Tensor:
-        raise NotImplementedError
-
-    def _update(self) -> None:
-        """Optimizer work after backward (none for the bare backbone)."""
+        return [p for p in self.method.parameters() if p.requires_grad]
 
     def step(self) -> None:
-        with autocast(self.precision):
-            loss = self._forward_loss()
-        loss.backward()
-        self._update()
-        self.step_index += 1
-
-    def memory_bytes(self) -> dict[str, int]:
-        """Autograd memory of one step (see the module docstring); runs one extra, untimed step."""
-        counter = SavedBytes(self.backbone.model)
-        with counter.hooks():
-            self.step()
-        state = _bytes(self.trainable()) * (1 + self.optimizer_states())
-        return {"activations": counter.total, "trainable_state": state, "total": counter.total + state}
-
-    def optimizer_states(self) -> int:
-        return ADAM_STATES
+        result = self.stepper.run([MicroBatch(self.batch, self.tokens)], self.steps)
+        self._excluded = result.extra_pass_ms
+        self.steps += 1
 
     def excluded_ms(self) -> float:
-        """Milliseconds of the last step that the benchmark leaves out of the step time (MPT's teacher pass)."""
-        return 0.0
+        return self._excluded
+
+    @torch.no_grad()
+    def infer(self, task_ids: Tensor) -> None:
+        """One evaluation-mode forward (target-position logits, as the rank scorer) with the given task ids."""
+        batch = TokenBatch(self.batch.input_ids, self.batch.input_mask, self.batch.target_ids,
+                           self.batch.target_mask, task_ids)
+        self.model.eval()
+        try:
+            with self.accelerator.autocast():
+                self.model(batch)
+        finally:
+            self.model.train()
 
 
-class BareArm(Arm):
+class BareArm:
     """The physical limit of any prompt method: the frozen backbone, forward + backward to ``inputs_embeds`` (a
     leaf requiring grad) of the full length (prompt + text + target), logits on the target positions only."""
 
     name = "bare"
+    optimizer_states = 0  # nothing is optimised: only the gradient of the leaf exists
 
     def __init__(self, backbone: Backbone, batch: TokenBatch, precision: str, prompt_length: int):
-        super().__init__(backbone, batch, precision)
+        self.backbone, self.batch, self.precision = backbone, batch, precision
         model = backbone.model
         ids = torch.cat([batch.input_ids, batch.target_ids], dim=1)
         with torch.no_grad():
@@ -137,137 +183,39 @@ class BareArm(Arm):
         self.mask = torch.ones(self.embeds.shape[:2], dtype=torch.long)
         self.positions = torch.arange(self.embeds.shape[1]).unsqueeze(0).expand(len(batch), -1)
 
+    def enter(self) -> None:
+        pass
+
+    def exit(self) -> None:
+        pass
+
     def trainable(self) -> list[Tensor]:
         return [self.embeds]
 
-    def optimizer_states(self) -> int:
-        return 0  # nothing is optimised: only the gradient of the leaf exists
+    def excluded_ms(self) -> float:
+        return 0.0
 
-    def _forward_loss(self) -> Tensor:
+    def step(self) -> None:
         self.embeds.grad = None
         t = self.batch.target_ids.shape[1]
-        out = self.backbone.model(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
-                                  logits_to_keep=t + 1, use_cache=False)
-        return _target_loss(out.logits[:, :-1], self.batch)
+        with autocast(self.precision):
+            out = self.backbone.model(inputs_embeds=self.embeds, attention_mask=self.mask,
+                                      position_ids=self.positions, logits_to_keep=t + 1, use_cache=False)
+            loss = target_loss(out.logits[:, :-1], self.batch)
+        loss.backward()
 
 
-class MethodArm(Arm):
-    """A registered method inside :class:`SoftPromptModel`, stepped as the trainer steps it: forward, task loss
-    plus the method's extra losses, backward, gradient clipping, AdamW over its parameter groups, step callbacks."""
-
-    def __init__(self, name: str, model: SoftPromptModel, backbone: Backbone, batch: TokenBatch, precision: str):
-        super().__init__(backbone, batch, precision)
-        self.name = name
-        self.model = model.train()
-        self.method = model.method
-        self.optimizer = torch.optim.AdamW(optimizer_groups(self.method, LR, 0.0))
-        self.want_hidden = isinstance(self.method, WantsHiddenStates) and bool(self.method.wants_hidden_states)
-        self._extra_pass_ms = 0.0
-        self.exit()  # SoftPromptModel attached any hook at construction; enter() re-attaches it when measured
-
-    def enter(self) -> None:
-        if isinstance(self.method, BackboneHooks):
-            self.method.attach(self.backbone.model)
-
-    def exit(self) -> None:
-        if isinstance(self.method, BackboneHooks):
-            self.method.detach(self.backbone.model)
-
-    def trainable(self) -> list[Tensor]:
-        return [p for p in self.method.parameters() if p.requires_grad]
-
-    def _forward_loss(self) -> Tensor:
-        self._extra_pass_ms = 0.0
-        out = self.model(self.batch, want_hidden=self.want_hidden)
-        loss = task_loss(out)
-        if isinstance(self.method, ExtraLosses):
-            loss = loss + sum(self.method.extra_losses(self._context(out)).values())
-        return loss
-
-    def _context(self, out) -> LossContext:
-        def run_with_prompts(prompts: Tensor):
-            # a second forward with other prompts (MPT's frozen teachers): timed so that it can be reported apart
-            start = time.perf_counter()
-            other = self.model(self.batch, want_hidden=out.hidden is not None, prompts=prompts)
-            self._extra_pass_ms += (time.perf_counter() - start) * 1e3
-            return other.logits, other.hidden
-
-        text = self.model.embed(self.batch.input_ids)
-        return LossContext(PromptBatch(text, self.batch.input_mask, self.batch.task_ids), out.prompts, out.logits,
-                           out.hidden, out.target_mask, run_with_prompts)
-
-    def excluded_ms(self) -> float:
-        return self._extra_pass_ms
-
-    def _update(self) -> None:
-        torch.nn.utils.clip_grad_norm_(self.trainable(), 1.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if isinstance(self.method, StepCallbacks):
-            self.method.after_step(self.step_index + 1)
-
-    @torch.no_grad()
-    def infer(self, task_ids: Tensor) -> None:
-        """One evaluation-mode forward (target-position logits, as the rank scorer) with the given task ids."""
-        batch = TokenBatch(self.batch.input_ids, self.batch.input_mask, self.batch.target_ids,
-                           self.batch.target_mask, task_ids)
-        self.model.eval()
-        try:
-            with autocast(self.precision):
-                self.model(batch)
-        finally:
-            self.model.train()
-
-
-class BlockSkippedArm(MethodArm):
-    """TA-LoRA's gated step with the task block skipped in every layer: the gated attention implementation stays
-    attached (the attention-interface dispatch, the method's prompt and bookkeeping all run), but each layer returns
-    the base attention's output. Paired with the real gated step, it measures what the block itself costs inside a
-    step (cache state and all), which a block timed alone underestimates.
-
-    Without the block nothing trainable would reach the backbone and autograd would skip its backward, so this arm
-    trains the input prompt theta0 instead: the backward runs through every layer, as in the other arms. ``arm``
-    must be an instance of its own (not the measured gated arm): its method's theta0 is made trainable. The skip
-    patches the hook class while this arm is entered, and arms are entered one at a time.
-    """
-
-    def __init__(self, arm: MethodArm):
-        self._skip = contextlib.ExitStack()  # before MethodArm's __init__, which calls exit()
-        super().__init__(arm.name + " (block skipped)", arm.model, arm.backbone, arm.batch, arm.precision)
-        self.method.theta0.requires_grad_(True)
-        self.optimizer = torch.optim.AdamW(optimizer_groups(self.method, LR, 0.0))
-
-    def enter(self) -> None:
-        super().enter()
-        self._skip.enter_context(_block_skipped())
-
-    def exit(self) -> None:
-        self._skip.close()
-        super().exit()
-
-
-@contextlib.contextmanager
-def _block_skipped():
-    from mtpt.methods.ta_lora.injection import GatedDeltaAttention
-
-    original = GatedDeltaAttention.add_gated
-    GatedDeltaAttention.add_gated = lambda self, module, slot, query, out, kwargs: out  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        GatedDeltaAttention.add_gated = original  # type: ignore[method-assign]
-
-
-class PeftArm(Arm):
+class PeftArm:
     """PEFT's own prompt tuning (``PromptTuningConfig``) or multitask prompt tuning (``MultitaskPromptTuningConfig``)
     on the same backbone and rows: the text and target tokens go in as ``input_ids`` and PEFT prepends its
     prompt; the loss uses the same target positions through ``logits_to_keep``."""
 
+    optimizer_states = ADAM_STATES
+
     def __init__(self, kind: str, backbone: Backbone, batch: TokenBatch, precision: str, prompt_length: int,
                  num_tasks: int = 1):
-        super().__init__(backbone, batch, precision)
         self.name = f"peft-{kind}"
-        self.kind = kind
+        self.kind, self.backbone, self.batch, self.precision = kind, backbone, batch, precision
         self.num_tasks = num_tasks
         self.prompt_length = prompt_length
         self.ids = torch.cat([batch.input_ids, batch.target_ids], dim=1)
@@ -278,16 +226,16 @@ class PeftArm(Arm):
         # Wrapped only while measured: PEFT wrapping must not leak into the other arms' backbone.
         if self.peft_model is None:
             self.peft_model = self._wrap()
-            params = [p for p in self.peft_model.parameters() if p.requires_grad]
-            self.optimizer = torch.optim.AdamW(params, lr=LR)
+            self.optimizer = torch.optim.AdamW(self.trainable(), lr=LR)
+
+    def exit(self) -> None:
+        pass
+
+    def excluded_ms(self) -> float:
+        return 0.0
 
     def _wrap(self):
-        from peft import (
-            MultitaskPromptTuningConfig,
-            PromptTuningConfig,
-            TaskType,
-            get_peft_model,
-        )
+        from peft import MultitaskPromptTuningConfig, PromptTuningConfig, TaskType, get_peft_model
 
         if self.kind == "mpt":
             config = MultitaskPromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=self.prompt_length,
@@ -299,20 +247,21 @@ class PeftArm(Arm):
     def trainable(self) -> list[Tensor]:
         return [p for p in self.peft_model.parameters() if p.requires_grad]
 
-    def _forward_loss(self) -> Tensor:
+    def step(self) -> None:
         t = self.batch.target_ids.shape[1]
         extra: dict[str, Any] = {"task_ids": self.batch.task_ids} if self.kind == "mpt" else {}
-        out = self.peft_model(input_ids=self.ids, attention_mask=self.mask, logits_to_keep=t + 1, use_cache=False,
-                              **extra)
-        return _target_loss(out.logits[:, :-1], self.batch)
-
-    def _update(self) -> None:
-        torch.nn.utils.clip_grad_norm_(self.trainable(), 1.0)
+        with autocast(self.precision):
+            out = self.peft_model(input_ids=self.ids, attention_mask=self.mask, logits_to_keep=t + 1,
+                                  use_cache=False, **extra)
+            loss = target_loss(out.logits[:, :-1], self.batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.trainable(), MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def _target_loss(logits: Tensor, batch: TokenBatch) -> Tensor:
+def target_loss(logits: Tensor, batch: TokenBatch) -> Tensor:
+    """The reference arms' loss: mean cross-entropy over the batch's target tokens."""
     mask = batch.target_mask.bool()
     return F.cross_entropy(logits[mask].float(), batch.target_ids[mask])
 

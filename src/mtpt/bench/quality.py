@@ -35,7 +35,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mtpt.atomic import atomic_write_text
 from mtpt.bench.quality_config import (TARGET_STAGE1, QualityConfig, cell_dir, fill_options, library_complete,
                                        library_path, mentions, needs_library, own_prompt_length, parse_quality_args,
                                        section_source_stage, section_targets, source_eval_every, substitute,
@@ -91,20 +90,16 @@ class Bench:
     def ensure_source_stage(self, label: str, options: dict[str, Any], library: str) -> str:
         """The multi-task source-stage run of a method section (trained once, on the library sources, and shared by
     every section with the same source-stage options)."""
+        from mtpt.runner import ensure_run
+
         cfg = self.config
         method, run_dir = section_source_stage(cfg, options, library)
         run = RunConfig(backbone=cfg.backbone, tasks=list(cfg.library.sources), method=method,
                         data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
                         train=replace(cfg.train, steps=cfg.library.steps, eval_every=source_eval_every(cfg)),
                         eval=replace(cfg.eval, final_splits=["validation"]), output_dir=str(run_dir))
-        from mtpt.runs import refuse_changed_run
-
-        refuse_changed_run(run)
-        if not (run_dir / "results.json").exists():
-            with exclusive(lock_path_for(run_dir)):  # another worker may be training it: wait, then reuse it
-                if not (run_dir / "results.json").exists():
-                    self._run(run, count_params=False)
-        return str(run_dir)
+        # another worker may be training it: the runner waits for it, then reuses its work
+        return str(ensure_run(run, lambda: self.backbone, hidden_from_git_until_done).folder)
 
     def cell_config(self, method: dict[str, Any], target: str, seed: int, out: Path) -> RunConfig:
         cfg = self.config
@@ -153,7 +148,7 @@ class Bench:
 
     def check_unchanged(self, out: Path, method: dict[str, Any], target: str, seed: int) -> None:
         """Refuse to skip a finished cell whose recorded config differs from the one the config now gives."""
-        from mtpt.runs import refuse_changed_run
+        from mtpt.run_folder import refuse_changed_run
 
         planned = substitute(method, {TARGET_STAGE1: str(target_stage1_dir(self.config, target, seed))})
         refuse_changed_run(self.cell_config(planned, target, seed, out))
@@ -168,35 +163,33 @@ class Bench:
         """The short PT run on ``target`` (k-shot split and training seed ``seed``) from the library's P_init,
         trained unless it has finished: the same run SPoT's retrieval and DTVG's stage I would each train."""
         from mtpt.library.format import SourceLibrary
-        from mtpt.library.target_run import ensure_target_run, target_run_config
+        from mtpt.library.target_run import target_run_config
+        from mtpt.runner import ensure_run
 
         cfg = self.config
         folder = target_stage1_dir(cfg, target, seed)
         base = self.cell_config({"name": "pt"}, target, seed, folder)
         run = target_run_config(base, SourceLibrary.open(library_path(cfg)), cfg.target_stage1.steps,
                                 cfg.target_stage1.lr or cfg.train.lr, base.output_dir)
-        with exclusive(lock_path_for(folder)), hidden_from_git_until_done(folder):  # shared by other workers' cells
-            return str(ensure_target_run(run, lambda: self.backbone))
+        # shared by other workers' cells: the runner trains it once and the others wait for it
+        return str(ensure_run(run, lambda: self.backbone, hidden_from_git_until_done).folder)
 
-    def _run(self, run: RunConfig, count_params: bool = True) -> str:
-        """Train a run (or, for a method with nothing to train, only evaluate it) and record its parameters."""
+    def _run(self, run: RunConfig) -> str:
+        """Train a cell's run (or, for a method with nothing to train, only evaluate it) and record its
+        parameter counts."""
         from mtpt.params import parameter_report
-        from mtpt.runtime import build_run
-        from mtpt.training.loop import Trainer
+        from mtpt.runner import train
 
         out = Path(run.output_dir)
+        trains: list[bool] = []
+
+        def record_parameters(parts) -> None:
+            (out / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
+            trains.append(any(p.requires_grad for p in parts.model.method.parameters()))
+
         with hidden_from_git_until_done(out):
-            parts = build_run(run, self.backbone)
-            try:
-                if count_params:
-                    (out / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
-                if any(p.requires_grad for p in parts.model.method.parameters()):
-                    Trainer(parts).fit()
-                    return "trained"
-                _evaluate_only(parts)
-                return "evaluated"
-            finally:
-                parts.model.detach_method()
+            train(run, self.backbone, on_built=record_parameters)
+        return "trained" if trains[0] else "evaluated"
 
 
 @contextmanager
@@ -209,21 +202,6 @@ def hidden_from_git_until_done(folder: Path) -> Iterator[None]:
     marker.write_text("# written by mtpt bench quality: this run has not finished (removed when it does)\n*\n")
     yield
     marker.unlink()
-
-
-def _evaluate_only(parts) -> None:
-    """A method without parameters (zero-shot): evaluate the final splits and write the trainer's results.json."""
-    from mtpt.precision import make_accelerator
-    from mtpt.training.checkpoint import run_environment
-    from mtpt.training.evaluate import evaluate_sets, load_eval_sets
-
-    acc = make_accelerator(parts.config.train.precision)
-    final = {split: evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc)
-             for split in parts.config.eval.final_splits}
-    out = Path(parts.config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"best_step": 0, "best_metric": None, "final": final, "environment": run_environment(acc.num_processes)}
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=1))
 
 
 def cmd_quality(argv: list[str]) -> int:

@@ -185,40 +185,40 @@ def mentions(value: Any, placeholder: str) -> bool:
     return False
 
 
-def method_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    """The option names of the method a section names, with their defaults."""
+def method_roles(options: dict[str, Any]):
+    """The option roles of the method a section names (:class:`mtpt.registry.OptionRoles`)."""
     from mtpt.registry import get_method
 
-    return {f.name: f.default for f in fields(get_method(str(options["name"])).config_cls)}
+    return get_method(str(options["name"])).roles
 
 
 def fill_options(options: dict[str, Any], library: str, source_run: str = "") -> dict[str, Any]:
-    """Replace ``{library}``/``{source_run}`` placeholders and fill an empty ``source_library``
-    (``{target_stage1}`` is left for :meth:`Bench.run` to fill per cell)."""
+    """Replace ``{library}``/``{source_run}`` placeholders and fill the method's empty library and source-run
+    options (its :class:`~mtpt.registry.OptionRoles`); ``{target_stage1}`` is left for :meth:`Bench.run` to fill
+    per cell."""
     mapping = {"{library}": library, "{source_run}": source_run}
     filled = {k: substitute(v, mapping) for k, v in options.items() if k not in SECTION_KEYS}
-    names = method_defaults(filled)
-    if "source_library" in names and not filled.get("source_library"):
-        filled["source_library"] = library
-    if "source_run" in names and source_run and not filled.get("source_run"):
-        filled["source_run"] = source_run
+    roles = method_roles(filled)
+    if roles.library and not filled.get(roles.library):
+        filled[roles.library] = library
+    if roles.source_run and source_run and not filled.get(roles.source_run):
+        filled[roles.source_run] = source_run
     return filled
 
 
 def needs_library(options: dict[str, Any]) -> bool:
     """Whether a method section transfers from the source library (directly, through a multi-task source stage or
     through ``{target_stage1}``, which starts from the library's P_init)."""
-    names = method_defaults(options)
-    return ("source_stage" in options or "source_library" in names
+    return ("source_stage" in options or method_roles(options).library is not None
             or any(mentions(options, p) for p in ("{library}", "{source_run}", TARGET_STAGE1)))
 
 
 def own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
-    """Give the shared prompt length to methods whose own default is a number (PT); the others take theirs from
-    the library or their source run, which were built with the same length."""
-    defaults = method_defaults(options)
-    if isinstance(defaults.get("prompt_length"), int) and "prompt_length" not in options:
-        return {**options, "prompt_length": length}
+    """Give the shared prompt length to methods with a prompt-length option of their own (PT); the others take
+    theirs from the library or their source run, which were built with the same length."""
+    option = method_roles(options).prompt_length
+    if option and option not in options:
+        return {**options, option: length}
     return options
 
 

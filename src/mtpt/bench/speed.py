@@ -1,13 +1,14 @@
 """``mtpt bench speed``: training-step time and autograd memory of each method against the bare frozen backbone
 (the physical limit of a prompt method) and against PEFT, plus DTVG's grouping cost and mixed-task inference.
 
-Method, bare and PEFT steps are interleaved in one process (method, bare, PEFT, method, bare, PEFT, ...) so that
-a shared, noisy machine slows them alike; medians are reported. Methods that read a source library get a
-synthetic one (:mod:`mtpt.bench.synthetic`) through their normal builders. Stages: MPT and TA-LoRA are measured
-in their source stage (multi-task, every row's task cycling) with MPT's distillation off — the per-step prompt
-computation of their target stage is the same with fewer trainable tensors. ``mpt_distill`` is MPT's distillation
-stage, measured apart: its teacher pass (a no-grad forward with the frozen teacher prompts) is timed separately,
-left out of its step time and reported next to it.
+Method, bare and PEFT steps are interleaved in one process (method, bare, PEFT, then bare, PEFT, method, ...) so
+that a shared, noisy machine slows them alike; medians are reported. What is measured for each method, and what
+it is compared with, is its registry entry's ``speed`` variants (:class:`mtpt.registry.SpeedVariant`): a new
+method is benchmarked by declaring them, with no edit here. Methods that read a source library get a synthetic one
+(:mod:`mtpt.bench.synthetic`) through their normal builders. A method's step is the trainer's own
+(:class:`mtpt.training.step.TrainingStep`). A variant with a teacher pass (MPT's distillation stage: a no-grad
+forward with the frozen teacher prompts) has that pass timed separately, left out of its step time and reported
+next to it.
 """
 
 from __future__ import annotations
@@ -17,35 +18,30 @@ import json
 import statistics
 import tempfile
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mtpt.bench.arms import Arm, BareArm, BlockSkippedArm, MethodArm, PeftArm, timed
-from mtpt.bench.synthetic import (
-    TARGET_FILE,
-    random_vectors,
-    synthetic_library,
-    token_batch,
-)
+from mtpt.bench.arms import Arm, BareArm, MethodArm, PeftArm, memory_bytes, timed
+from mtpt.bench.synthetic import TARGET_FILE, synthetic_library, token_batch
+from mtpt.contract import HookedLayers, SkippableTaskBlock
 from mtpt.precision import resolve_precision
+from mtpt.registry import MethodSpec, SpeedVariant, list_methods
 
-ALL_METHODS = ("pt", "spot", "tpv", "attempt", "mpt", "mpt_distill", "dtvg", "ta_lora", "ta_lora_additive")
-MULTI_TASK = {"mpt", "mpt_distill", "ta_lora", "ta_lora_additive"}
-"""Methods with per-task prompt parameters: trained on rows of several tasks."""
-MIXED_INFERENCE = MULTI_TASK - {"mpt_distill"}
-"""Methods timed on mixed-task inference (MPT's distillation stage serves like MPT)."""
-PEFT_KIND = {"pt": "pt", "spot": "pt", "tpv": "pt", "dtvg": "pt", "ta_lora": "pt", "ta_lora_additive": "pt",
-             "mpt": "mpt", "mpt_distill": "mpt"}
-"""The PEFT counterpart of each method (ATTEMPT has none in PEFT)."""
-BARE_TARGET = {"pt": 1.05, "spot": 1.05, "tpv": 1.05, "dtvg": 1.05}
-BARE_TARGET_DEFAULT = 1.15  # ATTEMPT, MPT, TA-LoRA: per-example prompt computation
 PEFT_TARGET = 1.0
-GROUPING_TARGET = 0.02
 MIXED_TARGET = 0.95
-GROUPING_SOURCES = (6, 26)
+
+
+def speed_variants() -> dict[str, tuple[MethodSpec, SpeedVariant]]:
+    """Every registered method's speed variants by label (registry order)."""
+    found: dict[str, tuple[MethodSpec, SpeedVariant]] = {}
+    for spec in list_methods():
+        for variant in spec.speed:
+            if variant.label in found:
+                raise ValueError(f"two methods declare the speed variant {variant.label!r}")
+            found[variant.label] = (spec, variant)
+    return found
 
 
 @dataclass
@@ -55,47 +51,72 @@ class SpeedSettings:
     text_tokens: int = 64
     prompt_length: int = 20
     repeats: int = 5
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    methods: list[str] = field(default_factory=lambda: list(speed_variants()))
     tasks: int = 4
     precision: str = "no"
     threads: int | None = None
     out: str = "runs/bench/speed"
 
 
-def method_options(name: str, library: str, length: int) -> dict[str, Any]:
-    """The method section the benchmark builds ``name`` from."""
-    options: dict[str, dict[str, Any]] = {
-        "pt": {"name": "pt", "prompt_length": length},
-        "spot": {"name": "spot", "source_library": library, "mode": "fixed", "source": "src-0"},
-        "tpv": {"name": "tpv", "source_library": library, "mode": "init"},
-        "attempt": {"name": "attempt", "source_library": library},
-        "mpt": {"name": "mpt", "stage": "source", "source_library": library, "distill": False},
-        # the distillation stage: its library must hold a teacher for every benchmark task (see run_speed)
-        "mpt_distill": {"name": "mpt", "stage": "source", "source_library": library, "distill": True},
-        "dtvg": {"name": "dtvg", "source_library": library, "target_prompt": str(Path(library) / TARGET_FILE)},
-        "ta_lora": {"name": "ta_lora", "stage": "source", "injection": "gated_attention",
-                    "theta0_init": "sample_vocab", "prompt_length": length},
-        "ta_lora_additive": {"name": "ta_lora", "stage": "source", "injection": "additive",
-                             "theta0_init": "sample_vocab", "prompt_length": length},
-    }
-    if name not in options:
-        raise ValueError(f"unknown method {name!r} for bench speed; choose from {', '.join(ALL_METHODS)}")
-    return options[name]
+@dataclass(frozen=True)
+class Synthetic:
+    """The synthetic artefacts a variant's options may name."""
+
+    library: str
+    teachers: str
+    target_prompt: str
 
 
-def build_method_arm(name: str, backbone, settings: SpeedSettings, library: str, workdir: Path) -> MethodArm:
+def fill(value: Any, mapping: dict[str, Any]) -> Any:
+    """``value`` with the placeholders of ``mapping`` filled in its strings (nested lists and dicts too); a string
+    that is exactly one placeholder takes the value itself, so ``"{prompt_length}"`` becomes an int."""
+    if isinstance(value, str):
+        if value in mapping:
+            return mapping[value]
+        for placeholder, replacement in mapping.items():
+            value = value.replace(placeholder, str(replacement))
+        return value
+    if isinstance(value, list):
+        return [fill(v, mapping) for v in value]
+    if isinstance(value, dict):
+        return {k: fill(v, mapping) for k, v in value.items()}
+    return value
+
+
+def variant_options(spec: MethodSpec, variant: SpeedVariant, synthetic: Synthetic, length: int) -> dict[str, Any]:
+    """The method section the benchmark builds ``variant`` from."""
+    mapping = {"{library}": synthetic.library, "{teachers}": synthetic.teachers,
+               "{target_prompt}": synthetic.target_prompt, "{prompt_length}": length}
+    return {"name": spec.name, **fill(variant.options, mapping)}
+
+
+def build_model(label: str, backbone, settings: SpeedSettings, synthetic: Synthetic):
+    """The :class:`SoftPromptModel` of variant ``label`` and the token batch it is measured on."""
     from mtpt.config import method_config
+    from mtpt.errors import MtptError
     from mtpt.model import SoftPromptModel
     from mtpt.runtime import build_context
 
-    tasks = settings.tasks if name in MULTI_TASK else 1
-    spec, options = method_config(method_options(name, library, settings.prompt_length))
-    ctx = build_context(backbone, task_names(tasks), 0,
-                        {"backbone": backbone, "output_dir": str(workdir / name)})
+    spec, variant = speed_variants()[label]
+    tasks = settings.tasks if variant.multi_task else 1
+    _, options = method_config(variant_options(spec, variant, synthetic, settings.prompt_length))
+    if spec.prerequisites is not None:
+        from mtpt.config import RunConfig
+
+        if spec.prerequisite_runs(options, RunConfig(backbone=backbone.name, tasks=task_names(tasks))):
+            raise MtptError(f"speed variant {label!r} needs a prerequisite run: give its options the finished run "
+                            "or prompt file instead (see mtpt.registry.SpeedVariant).")
+    ctx = build_context(backbone, task_names(tasks), 0)
     torch.manual_seed(0)
     model = SoftPromptModel(backbone, spec.build(options, ctx))
-    batch = token_batch(backbone, settings.batch, settings.text_tokens, tasks)
-    return MethodArm(name, model, backbone, batch, settings.precision)
+    return model, token_batch(backbone, settings.batch, settings.text_tokens, tasks)
+
+
+def build_method_arm(label: str, backbone, settings: SpeedSettings, synthetic: Synthetic, accelerator, *,
+                     skip_task_block: bool = False) -> MethodArm:
+    model, batch = build_model(label, backbone, settings, synthetic)
+    name = label + (" (block skipped)" if skip_task_block else "")
+    return MethodArm(name, model, batch, accelerator, skip_task_block=skip_task_block)
 
 
 def task_names(count: int) -> list[str]:
@@ -124,18 +145,20 @@ def interleave(arms: list[Arm], repeats: int) -> tuple[dict[str, list[float]], d
     return times, excluded
 
 
-def measure_method(name: str, backbone, settings: SpeedSettings, library: str, workdir: Path,
+def measure_method(label: str, backbone, settings: SpeedSettings, synthetic: Synthetic, accelerator,
                    peft_arms: dict[str, PeftArm]) -> dict[str, Any]:
-    """One method's row: interleaved medians and ratios, memory, and mixed-task inference where it applies."""
-    arm = build_method_arm(name, backbone, settings, library, workdir)
+    """One variant's row: interleaved medians and ratios, memory, and mixed-task inference where it applies."""
+    _, variant = speed_variants()[label]
+    arm = build_method_arm(label, backbone, settings, synthetic, accelerator)
     bare = BareArm(backbone, arm.batch, settings.precision, arm_prompt_length(arm))
-    peft = _peft_arm(name, backbone, arm, settings, peft_arms)
-    # TA-LoRA's gated attention: the same step with its task block skipped, to measure the block inside the step
-    skipped = (BlockSkippedArm(build_method_arm(name, backbone, settings, library, workdir))
-               if getattr(arm.method, "layer_indices", None) else None)
+    peft = _peft_arm(variant, backbone, arm, settings, peft_arms)
+    # A block inside the backbone (TA-LoRA's gated attention): the same step with the block skipped, to measure
+    # what the block itself costs inside a step
+    skipped = (build_method_arm(label, backbone, settings, synthetic, accelerator, skip_task_block=True)
+               if hooked_layers(arm) and isinstance(arm.method, SkippableTaskBlock) else None)
     arms = [a for a in (arm, bare, peft, skipped) if a is not None]
     times, excluded = interleave(arms, settings.repeats)
-    row: dict[str, Any] = {"method": name, "prompt_length": arm_prompt_length(arm),
+    row: dict[str, Any] = {"method": label, "prompt_length": arm_prompt_length(arm),
                            "tasks": int(arm.batch.task_ids.max()) + 1}
     for a in (arm, bare, peft):
         if a is None:
@@ -143,7 +166,7 @@ def measure_method(name: str, backbone, settings: SpeedSettings, library: str, w
         role = "method" if a is arm else ("bare" if a is bare else "peft")
         row[f"{role}_ms"] = statistics.median(times[a.name])
         row[f"{role}_times_ms"] = times[a.name]
-        row[f"{role}_memory"] = _memory(a)
+        row[f"{role}_memory"] = memory_bytes(a, backbone)
     if any(excluded[arm.name]):  # MPT's teacher pass: a no-grad forward, reported apart (the issue's protocol)
         row["excluded_ms"] = statistics.median(excluded[arm.name])
         with_teacher = [t + e for t, e in zip(times[arm.name], excluded[arm.name])]
@@ -151,14 +174,19 @@ def measure_method(name: str, backbone, settings: SpeedSettings, library: str, w
     # Ratios are medians of per-round ratios: the arms of one round run back to back, so a round's ratio is
     # free of the slow drifts of a shared machine; the interquartile range of those ratios is the noise.
     row["vs_bare"], row["vs_bare_iqr"] = paired_ratio(times[arm.name], times[bare.name])
-    row["bare_target"] = BARE_TARGET.get(name, BARE_TARGET_DEFAULT)
+    row["bare_target"] = variant.bare_target
     row["peft"] = peft.name if peft is not None else None
     row["vs_peft"], row["vs_peft_iqr"] = paired_ratio(times[arm.name], times[peft.name]) if peft else (None, None)
     if skipped is not None:
         row["block_skipped"] = block_skipped_row(times, arm, skipped, bare, peft)
-    if name in MIXED_INFERENCE:
+    if variant.times_mixed_inference:
         row["inference"] = mixed_inference(arm, settings.repeats)
     return row
+
+
+def hooked_layers(arm: MethodArm) -> list[int]:
+    """The layers the arm's method hooks (none for methods without the capability)."""
+    return arm.method.hooked_layers() if isinstance(arm.method, HookedLayers) else []
 
 
 def block_skipped_row(times: dict[str, list[float]], arm: MethodArm, skipped: Arm, bare: Arm,
@@ -167,7 +195,7 @@ def block_skipped_row(times: dict[str, list[float]], arm: MethodArm, skipped: Ar
     the skipped step against bare and PEFT (what the rest of the method costs): the two factors of the miss."""
     skipped_times = times[skipped.name]
     row: dict[str, Any] = {"ms": statistics.median(skipped_times), "times_ms": skipped_times,
-                           "layers": len(arm.method.layer_indices)}
+                           "layers": len(hooked_layers(arm))}
     row["block_factor"], row["block_factor_iqr"] = paired_ratio(times[arm.name], skipped_times)
     row["vs_bare"], row["vs_bare_iqr"] = paired_ratio(skipped_times, times[bare.name])
     row["vs_peft"], row["vs_peft_iqr"] = paired_ratio(skipped_times, times[peft.name]) if peft else (None, None)
@@ -192,23 +220,15 @@ def arm_prompt_length(arm: MethodArm) -> int:
         return int(arm.method(PromptBatch(text, arm.batch.input_mask[:1], arm.batch.task_ids[:1])).shape[1])
 
 
-def _peft_arm(name, backbone, arm: MethodArm, settings: SpeedSettings, cache: dict[str, PeftArm]) -> PeftArm | None:
-    kind = PEFT_KIND.get(name)
-    if kind is None:
+def _peft_arm(variant: SpeedVariant, backbone, arm: MethodArm, settings: SpeedSettings,
+              cache: dict[str, PeftArm]) -> PeftArm | None:
+    if variant.peft is None:
         return None
     tasks = int(arm.batch.task_ids.max()) + 1
-    key = f"{kind}-{tasks}-{arm_prompt_length(arm)}"
+    key = f"{variant.peft}-{tasks}-{arm_prompt_length(arm)}"
     if key not in cache:  # one PEFT model per shape, reused by every method it is compared with
-        cache[key] = PeftArm(kind, backbone, arm.batch, settings.precision, arm_prompt_length(arm), tasks)
+        cache[key] = PeftArm(variant.peft, backbone, arm.batch, settings.precision, arm_prompt_length(arm), tasks)
     return cache[key]
-
-
-def _memory(arm: Arm) -> dict[str, int]:
-    arm.enter()
-    try:
-        return arm.memory_bytes()
-    finally:
-        arm.exit()
 
 
 def mixed_inference(arm: MethodArm, repeats: int) -> dict[str, Any]:
@@ -234,47 +254,34 @@ def mixed_inference(arm: MethodArm, repeats: int) -> dict[str, Any]:
             "target": MIXED_TARGET, "times_ms": times}
 
 
-def grouping_cost(length: int, dim: int, repeats: int, step_ms: float | None) -> dict[str, Any]:
-    """Median ms of one DTVG ``select_group`` call at 6 and 26 sources, and its share of a DTVG step."""
-    from mtpt.methods.dtvg.grouping import select_group
-
-    results = {}
-    for sources in GROUPING_SOURCES:
-        target, vectors = random_vectors(sources, length, dim)
-        scales = (torch.ones(length, requires_grad=True), torch.ones(sources, length, requires_grad=True))
-        select_group(target, vectors, *scales)  # warm-up
-        call = partial(select_group, target, vectors, *scales)
-        times = [timed(call) for _ in range(max(repeats, 20))]
-        median = statistics.median(times)
-        results[str(sources)] = {"median_ms": median, "fraction_of_step": median / step_ms if step_ms else None}
-    return {"prompt_length": length, "hidden_size": dim, "step_ms": step_ms, "target": GROUPING_TARGET,
-            "results": results}
-
-
 def run_speed(settings: SpeedSettings, backbone=None) -> dict[str, Any]:
     """The whole benchmark; returns the JSON report and writes ``speed.json`` + ``speed.md`` into ``out``."""
     from mtpt.backbones import load_backbone
+    from mtpt.precision import make_accelerator
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
     backbone = backbone or load_backbone(settings.backbone)
+    accelerator = make_accelerator(settings.precision)  # method arms step as the trainer does, through it
     rows = []
     peft_arms: dict[str, PeftArm] = {}
     with tempfile.TemporaryDirectory(prefix="mtpt-bench-") as tmp:
         library = synthetic_library(Path(tmp) / "library", backbone, settings.prompt_length)
-        # MPT's distillation needs a teacher prompt for each task it trains on
+        # a teacher prompt for each benchmark task (MPT's distillation stage)
         teachers = synthetic_library(Path(tmp) / "teachers", backbone, settings.prompt_length,
                                      names=task_names(settings.tasks))
-        for name in settings.methods:
-            root = teachers.root if name == "mpt_distill" else library.root
-            rows.append(measure_method(name, backbone, settings, str(root), Path(tmp), peft_arms))
-    dtvg = next((r for r in rows if r["method"] == "dtvg"), None)
+        synthetic = Synthetic(str(library.root), str(teachers.root), str(library.root / TARGET_FILE))
+        for label in settings.methods:
+            rows.append(measure_method(label, backbone, settings, synthetic, accelerator, peft_arms))
+    variants = speed_variants()
+    extras = {row["method"]: variants[row["method"]][1].extra(settings.prompt_length, backbone.hidden_size,
+                                                               settings.repeats, row["method_ms"])
+              for row in rows if variants[row["method"]][1].extra is not None}
     report = {
         "settings": vars(settings) | {"backbone": backbone.name, "threads": torch.get_num_threads()},
         "machine": machine_info(),
         "methods": rows,
-        "grouping": grouping_cost(settings.prompt_length, backbone.hidden_size, settings.repeats,
-                                  dtvg["method_ms"] if dtvg else None),
+        "extras": extras,
     }
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,7 +325,7 @@ def _check(value: float | None, target: float, at_most: bool = True, iqr: list[f
 
 
 def render(report: dict[str, Any]) -> str:
-    """The Markdown report: step times and ratios, memory, grouping, mixed-task inference."""
+    """The Markdown report: step times and ratios, memory, the methods' own measurements, mixed-task inference."""
     s = report["settings"]
     lines = [
         f"# mtpt bench speed — {s['backbone']}, batch {s['batch']}, {s['text_tokens']} text tokens, "
@@ -350,14 +357,10 @@ def render(report: dict[str, Any]) -> str:
                       f"every layer) takes {b['ms']:.1f} ms, {b['vs_bare']:.3f}× bare [{_iqr(b['vs_bare_iqr'])}]"
                       f"{peft}; the block makes the step {b['block_factor']:.3f}× "
                       f"[{_iqr(b['block_factor_iqr'])}] of that.", ""]
-    g = report["grouping"]
-    lines += [f"## DTVG grouping (L={g['prompt_length']}, d={g['hidden_size']})", "",
-              "| sources | ms per call | share of a DTVG step (target) |", "|---|---|---|"]
-    for sources, row in g["results"].items():
-        share = row["fraction_of_step"]
-        verdict = "-" if share is None else f"{100 * share:.2f}% (≤ {100 * GROUPING_TARGET:g}%: " \
-            f"{'ok' if share <= GROUPING_TARGET else 'MISSED'})"
-        lines.append(f"| {sources} | {row['median_ms']:.3f} | {verdict} |")
+    for extra in report.get("extras", {}).values():  # a method's own measurement (DTVG's grouping)
+        lines += [f"## {extra['title']}", "", "| " + " | ".join(extra["columns"]) + " |",
+                  "|" + "---|" * len(extra["columns"])]
+        lines += ["| " + " | ".join(row) + " |" for row in extra["rows"]]
     mixed = [r for r in report["methods"] if "inference" in r]
     if mixed:
         lines += ["", "## Mixed-task inference", "", "| method | tasks | single-task rows/s | mixed rows/s | "
@@ -377,7 +380,9 @@ def speed_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-tokens", type=int, default=d.text_tokens, help="Input tokens per row (no padding).")
     parser.add_argument("--prompt-length", type=int, default=d.prompt_length)
     parser.add_argument("--repeats", type=int, default=d.repeats, help="Timed steps per arm (after one warm-up).")
-    parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
+    labels = list(speed_variants())
+    parser.add_argument("--methods", nargs="+", default=labels, choices=labels,
+                        help="Speed variants to measure (declared by each method's registry entry).")
     parser.add_argument("--tasks", type=int, default=d.tasks, help="Tasks of the multi-task methods (MPT, TA-LoRA).")
     parser.add_argument("--precision", choices=["auto", "no", "bf16"], default=d.precision,
                         help="Autocast for every arm; auto = bf16 where the hardware has it natively, else fp32.")

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from mtpt.backbones import Backbone
 from mtpt.batching import TokenBatch, Tokenizer, pad_batch
@@ -62,10 +61,3 @@ def synthetic_library(root: str | Path, backbone: Backbone, prompt_length: int, 
         library.add_entry(entry, prompt, {"synthetic": True})
     save_prompt(init + 0.01 * direction, library.root / TARGET_FILE)
     return library
-
-
-def random_vectors(num_sources: int, length: int, dim: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """A target task vector and ``num_sources`` source vectors correlated with it (for timing the grouping)."""
-    gen = torch.Generator().manual_seed(seed)
-    target = torch.randn(length, dim, generator=gen)
-    return target, 0.5 * target + torch.randn(num_sources, length, dim, generator=gen)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -14,8 +12,9 @@ from mtpt.errors import MtptError
 from mtpt.library.format import SourceLibrary
 from mtpt.contract import BuildContext
 from mtpt.prompt_io import PROMPT_KEY, load_prompt_tensor
+from mtpt.run_folder import kept_checkpoint
 
-__all__ = ["finished_run_prompt", "kept_checkpoint", "open_for_run", "read_prompt", "select_sources"]
+__all__ = ["finished_run_prompt", "open_for_run", "read_prompt", "select_sources"]
 
 
 def open_for_run(path: str, ctx: BuildContext, prompt_length: int | None = None) -> SourceLibrary:
@@ -50,23 +49,6 @@ def select_sources(library: SourceLibrary, requested: Sequence[str], run_tasks: 
             "add source tasks with `mtpt train-source`."
         )
     return chosen
-
-
-def kept_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint a finished run stands for: ``best`` when the run had a validation metric, else ``last``
-    (a run on source-only tasks has no validation, and its "best" would be its first evaluation)."""
-    run_dir = Path(run_dir)
-    results = run_dir / "results.json"
-    best = run_dir / "checkpoints" / "best"
-    metric = json.loads(results.read_text()).get("best_metric") if results.exists() else None
-    if metric is not None and math.isfinite(float(metric)) and best.exists():
-        return best
-    last = run_dir / "checkpoints" / "last"
-    if last.exists():
-        return last
-    if best.exists():
-        return best
-    raise MtptError(f"{run_dir} has no checkpoint: has its training run finished an evaluation?")
 
 
 def finished_run_prompt(run_dir: str | Path) -> Tensor:

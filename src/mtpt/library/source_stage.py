@@ -1,6 +1,6 @@
 """The source stage: prompt tuning on each source task from one shared initial prompt, into a library.
 
-Every source (and every seed) is an ordinary ``pt`` run of :func:`mtpt.training.loop.train` whose prompt starts
+Every source (and every seed) is an ordinary ``pt`` run of :func:`mtpt.runner.train` whose prompt starts
 from the library's stored ``init.safetensors`` (``init: from_file``), so all task vectors share one origin. The
 backbone is loaded once and reused by every run. Runs live under ``<library>/_runs/<task>/seed-<n>/`` (a crashed
 run resumes from its last checkpoint); a finished run becomes a library entry. Existing entries are skipped
@@ -23,7 +23,7 @@ from jsonargparse import ArgumentParser
 
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, config_parser, parse_config, to_plain
 from mtpt.errors import MtptError
-from mtpt.library.access import kept_checkpoint
+from mtpt.run_folder import kept_checkpoint
 from mtpt.library.format import MIXTURE, LibraryEntry, SourceLibrary, entry_folder
 from mtpt.prompt_io import load_prompt_tensor
 
@@ -152,7 +152,7 @@ def _one_entry(config, library: SourceLibrary, backbone, runs_dir: Path, task: s
     if config.overwrite and run_dir.exists():
         shutil.rmtree(run_dir)  # otherwise the trainer would resume the old, finished run
     run_config = source_run_config(config, library, tasks, seed, run_dir)
-    from mtpt.training.loop import train
+    from mtpt.runner import train
 
     result = train(run_config, backbone=backbone)
     prompt, which, steps = _kept_prompt(run_dir)

@@ -1,28 +1,31 @@
-"""The short prompt-tuning run on a target task from the library's ``P_init``.
+"""The short prompt-tuning run on a target task from the library's ``P_init``, and the target prompt it gives.
 
 SPoT's retrieval run and DTVG's stage I are this same run: PT on the target, starting from the stored initial
 prompt so that the target prompt (and its task vector) is comparable with the sources', validated so that its best
-checkpoint can be kept, with no final evaluation (only the prompt is wanted). ``mtpt bench quality`` trains it
-once per target and seed and hands it to every method that needs it.
+checkpoint can be kept, with no final evaluation (only the prompt is wanted). The methods declare it as a
+prerequisite run (:class:`mtpt.contract.Prerequisite`); ``mtpt bench quality`` trains it once per target and seed
+and hands it to every method that needs it (``{target_stage1}``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from mtpt.errors import MtptError
-from mtpt.library.format import INIT_FILE, SourceLibrary
+from torch import Tensor
+
 from mtpt.contract import BuildContext
+from mtpt.errors import MtptError
+from mtpt.library.access import read_prompt
+from mtpt.library.format import INIT_FILE, SourceLibrary
 
-__all__ = ["ensure_target_run", "run_backbone", "target_run_config"]
+__all__ = ["target_prompt", "target_run_config"]
 
 
-def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: str | Path):
+def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: str | Path = ""):
     """The PT run on ``base``'s tasks and data from the library's ``P_init``: ``steps`` steps at ``lr``, warm-up
-    and validation interval taken from ``base`` (capped to the shorter run), no early stopping."""
+    and validation interval taken from ``base`` (capped to the shorter run), no early stopping. ``run_dir`` may
+    be left empty for the runner to place it."""
     from mtpt.config import RunConfig
 
     if steps < 1:
@@ -35,31 +38,16 @@ def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_d
                      train=train, eval=replace(base.eval, final_splits=[]), output_dir=str(run_dir))
 
 
-def ensure_target_run(run_config, backbone: Callable[[], Any]) -> Path:
-    """Train the run unless it has finished already (an interrupted one resumes from its last checkpoint).
-
-    ``backbone`` is called only when the run must train, so reusing a finished run loads no model. A finished
-    run recorded with another config than ``run_config`` is an error (:func:`mtpt.runs.refuse_changed_run`),
-    not silently reused."""
-    from mtpt.runs import refuse_changed_run
-    from mtpt.training.loop import train
-
-    run_dir = Path(run_config.output_dir)
-    refuse_changed_run(run_config)
-    if not (run_dir / "results.json").exists():
-        train(run_config, backbone=backbone())
-    return run_dir
-
-
-def run_backbone(ctx: BuildContext, name: str):
-    """The backbone a builder trains its internal run on: the run's own (``build_run`` hands it over), or, for a
-    builder called by hand, ``name`` loaded again and checked to have the run's weights."""
-    backbone = ctx.extras.get("backbone")
-    if backbone is not None:
-        return backbone
-    from mtpt.backbones import load_backbone
-
-    backbone = load_backbone(name)
-    if ctx.weights_hash and backbone.weights_hash != ctx.weights_hash:
-        raise MtptError(f"Reloading backbone {name!r} gave other weights than the run's; pass method.target_prompt.")
-    return backbone
+def target_prompt(path: str, ctx: BuildContext, prerequisite: str, library: SourceLibrary) -> tuple[Tensor, str]:
+    """The target's prompt trained from the library's ``P_init``, ``[L, d]`` in fp32, and where it came from: the
+    prompt file, export or run folder ``path`` when given, else the finished prerequisite run ``prerequisite``."""
+    if path:
+        # A non-PT run is rebuilt to ask for its prompt: reuse this run's backbone rather than load another.
+        prompt, origin = read_prompt(path, ctx.backbone), path
+    else:
+        run = ctx.prerequisite(prerequisite)
+        prompt, origin = read_prompt(run.checkpoint), str(run.folder)
+    if tuple(prompt.shape) != (library.prompt_length, library.hidden_size):
+        raise MtptError(f"The target prompt {origin} has shape {tuple(prompt.shape)}; the library's prompts are "
+                        f"({library.prompt_length}, {library.hidden_size}).")
+    return prompt.float(), origin

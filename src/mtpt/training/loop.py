@@ -1,9 +1,10 @@
 """The training loop, on Accelerate (CPU, one or many processes, or GPUs through the same code).
 
 One optimizer step = ``batch_size`` examples drawn by the mixture sampler (identical on every process), split
-across processes and gradient-accumulation micro-batches. Evaluation runs every ``eval_every`` steps on the
-validation splits; the best checkpoint by ``metric_for_best`` is kept, the last one carries optimizer,
-scheduler, RNG and sampler state for resuming.
+across processes and gradient-accumulation micro-batches, run by :class:`~mtpt.training.step.TrainingStep`.
+Evaluation runs every ``eval_every`` steps on the validation splits; the best checkpoint by ``metric_for_best`` is
+kept, the last one carries optimizer, scheduler, RNG and sampler state for resuming. Runs are started by
+:mod:`mtpt.runner`, which builds them (prerequisite runs first).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +23,17 @@ from transformers import get_linear_schedule_with_warmup
 
 from mtpt.atomic import atomic_write_text
 from mtpt.batching import pad_batch
-from mtpt.config import RunConfig, dump_yaml, to_plain
+from mtpt.config import dump_yaml, to_plain
 from mtpt.errors import MtptError
-from mtpt.contract import ExtraLosses, LossContext, ParamGroups, StepCallbacks, WantsHiddenStates
-from mtpt.model import SoftPromptModel, task_loss
+from mtpt.contract import ParamGroups
+from mtpt.model import SoftPromptModel
 from mtpt.precision import make_accelerator
-from mtpt.runtime import RunParts, build_run
+from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
                                      save_checkpoint)
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets, mean_metric
 from mtpt.training.sampling import MixtureSampler, mixing_weights
+from mtpt.training.step import MicroBatch, TrainingStep
 
 
 @dataclass
@@ -65,7 +66,7 @@ def optimizer_groups(method: torch.nn.Module, lr: float, weight_decay: float) ->
 
 
 class Trainer:
-    """Runs one training job described by a :class:`RunConfig`."""
+    """Runs one training job described by a :class:`~mtpt.config.RunConfig`, from its built parts."""
 
     def __init__(self, parts: RunParts, accelerator: Accelerator | None = None):
         self.parts = parts
@@ -84,6 +85,8 @@ class Trainer:
         # The scheduler is deliberately not prepared: Accelerate would step it once per process, but our
         # batch_size is already the global batch, so one optimizer step is one schedule step everywhere.
         self.model, self.optimizer = self.acc.prepare(parts.model, self.optimizer)
+        self.stepper = TrainingStep(self.model, self.optimizer, self.acc, scheduler=self.scheduler,
+                                    max_grad_norm=self.cfg.train.max_grad_norm)
         self.step = 0
         self.best_metric: float | None = None
         self.best_step = 0
@@ -135,7 +138,6 @@ class Trainer:
 
     def _train_step(self) -> dict[str, float]:
         cfg = self.cfg.train
-        self.model.train()
         draws = self.sampler.draw(self.step, cfg.batch_size)
         world = self.acc.num_processes
         per_process = cfg.batch_size // world
@@ -145,69 +147,21 @@ class Trainer:
         # by the step's token count; × world undoes DDP's gradient averaging. The result is exactly the
         # gradient of one batch of batch_size examples, however it is split.
         step_tokens = sum(len(self.train_sets[task][index][1]) for task, index in draws)
-        totals: dict[str, torch.Tensor] = {}
-        for index in range(cfg.grad_accum):
-            part = mine[index * micro:(index + 1) * micro]
-            sync = nullcontext() if index == cfg.grad_accum - 1 else self.acc.no_sync(self.model)
-            with sync:
-                terms = self._losses(part, step_tokens / world, micro / per_process)
-                self.acc.backward(sum(terms.values()))
-            for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + value.detach() / world
-        if cfg.max_grad_norm is not None:
-            self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self._after_step()
-        summed = {k: float(self.acc.reduce(v, "sum")) if world > 1 else float(v) for k, v in totals.items()}
+        parts = [MicroBatch(self._batch(mine[i * micro:(i + 1) * micro]), step_tokens / world, micro / per_process)
+                 for i in range(cfg.grad_accum)]
+        result = self.stepper.run(parts, self.step)
+        if result.record and self.acc.is_main_process:
+            with open(self.run_dir / "method_log.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": self.step + 1, **result.record}, default=float) + "\n")
+        summed = {k: float(self.acc.reduce(v, "sum")) if world > 1 else float(v) for k, v in result.terms.items()}
         logs = {"loss": sum(summed.values()), **{f"loss/{k}": v for k, v in summed.items()}}
         logs.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)})
         return logs
 
-    def _losses(self, part: list[tuple[int, int]], token_normalizer: float, share: float) -> dict[str, torch.Tensor]:
-        """Loss terms of one micro-batch, scaled so that their sum over the step is the step's mean loss."""
+    def _batch(self, part: list[tuple[int, int]]):
         items = [self.train_sets[task][index] for task, index in part]
-        batch = pad_batch([x for x, _ in items], [y for _, y in items], [task for task, _ in part],
-                          self.parts.tokenizer.pad_id).to(self.acc.device)
-        method = self.unwrapped.method
-        want_hidden = bool(getattr(method, "wants_hidden_states", False)) if isinstance(method, WantsHiddenStates) else False
-        with self.acc.autocast():
-            out = self.model(batch, want_hidden=want_hidden)
-            terms = {"task": task_loss(out, token_normalizer)}
-            if isinstance(method, ExtraLosses):
-                # Extra terms are per-batch means: weight each micro-batch by its share of the process's batch.
-                terms.update({k: v * share for k, v in method.extra_losses(self._loss_context(batch, out)).items()})
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise MtptError(
-                    f"The {name!r} loss became {float(value.detach())} at step {self.step + 1} "
-                    f"(all terms: { {k: float(v.detach()) for k, v in terms.items()} }). Nothing was saved for this step. "
-                    "Lower train.lr, keep train.max_grad_norm set, or check the task data; "
-                    f"the last good checkpoint is in {self.run_dir / 'checkpoints'}."
-                )
-        return terms
-
-    def _loss_context(self, batch, out) -> LossContext:
-        model = self.unwrapped
-
-        def run_with_prompts(prompts: torch.Tensor):
-            other = model(batch, want_hidden=out.hidden is not None, prompts=prompts)
-            return other.logits, other.hidden
-
-        from mtpt.contract import PromptBatch  # local: only needed by extra-loss methods
-
-        text = model.embed(batch.input_ids)
-        return LossContext(PromptBatch(text, batch.input_mask, batch.task_ids), out.prompts, out.logits, out.hidden,
-                           out.target_mask, run_with_prompts)
-
-    def _after_step(self) -> None:
-        method = self.unwrapped.method
-        if isinstance(method, StepCallbacks):
-            record = method.after_step(self.step + 1)
-            if record and self.acc.is_main_process:
-                with open(self.run_dir / "method_log.jsonl", "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"step": self.step + 1, **record}, default=float) + "\n")
+        return pad_batch([x for x, _ in items], [y for _, y in items], [task for task, _ in part],
+                         self.parts.tokenizer.pad_id)
 
     # --- evaluation and checkpoints ----------------------------------------------------------------------------
     def _evaluate_and_checkpoint(self) -> bool:
@@ -327,10 +281,20 @@ class Trainer:
                     self.tb.add_scalar(key, value, record["step"])
 
 
-def train(config: RunConfig, backbone=None) -> TrainResult:
-    """Train a run end to end and evaluate its best checkpoint."""
-    parts = build_run(config, backbone)
-    try:
-        return Trainer(parts).fit()
-    finally:
-        parts.model.detach_method()
+def evaluate_untrained(parts: RunParts) -> TrainResult:
+    """A run whose method has nothing to train (zero-shot): its folder gets the config and the final splits'
+    results, in the same files a trained run has (no checkpoints: there is nothing to save)."""
+    acc = make_accelerator(parts.config.train.precision)
+    parts.model.to(acc.device)
+    run_dir = Path(parts.config.output_dir)
+    final = {split: evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc)
+             for split in parts.config.eval.final_splits}
+    if acc.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_yaml(to_plain(parts.config), run_dir / "config.yaml")
+        dump_yaml({"method": parts.spec.name, **to_plain(parts.method_config)}, run_dir / "method_config.yaml")
+        summary = {"best_step": 0, "best_metric": None, "final": final,
+                   "environment": run_environment(acc.num_processes, acc.mixed_precision)}
+        atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=1))
+    acc.wait_for_everyone()
+    return TrainResult(run_dir, 0, None, final)

@@ -2,7 +2,7 @@
 
 from mtpt.methods.attempt.config import AttemptConfig
 from mtpt.methods.attempt.module import Attempt, build
-from mtpt.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 
 register_method(
     MethodSpec(
@@ -10,6 +10,9 @@ register_method(
         config_cls=AttemptConfig,
         build=build,
         summary="ATTEMPT: per-input attention over frozen library source prompts plus a trainable target prompt.",
+        roles=OptionRoles(library="source_library"),
+        # PEFT has no ATTEMPT; its per-example prompt computation gets the looser step-time target
+        speed=(SpeedVariant("attempt", {"source_library": "{library}"}, bare_target=1.15),),
     )
 )
 

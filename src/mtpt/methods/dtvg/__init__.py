@@ -8,8 +8,9 @@
 from mtpt.methods.dtvg.commands import COMMANDS
 from mtpt.methods.dtvg.config import DtvgConfig
 from mtpt.methods.dtvg.module import DynamicGrouping
-from mtpt.methods.dtvg.stages import build
-from mtpt.registry import MethodSpec, register_method
+from mtpt.methods.dtvg.speed import grouping_cost
+from mtpt.methods.dtvg.stages import build, prerequisites
+from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 
 register_method(
     MethodSpec(
@@ -19,6 +20,10 @@ register_method(
         summary="DTVG: target prompt + per-token scaled source task vectors, regrouped by target similarity and "
         "knowledge consistency on every training step; fixed merged prompt for evaluation.",
         cli_commands=dict(COMMANDS),
+        prerequisites=prerequisites,
+        roles=OptionRoles(library="source_library"),
+        speed=(SpeedVariant("dtvg", {"source_library": "{library}", "target_prompt": "{target_prompt}"}, peft="pt",
+                            extra=grouping_cost),),
     )
 )
 

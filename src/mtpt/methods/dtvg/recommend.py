@@ -78,7 +78,8 @@ def _short_run(args, library: SourceLibrary, target: str) -> tuple[Tensor, str]:
     """Train (or reuse) the short PT run on the target from the library's P_init; returns its kept prompt."""
     from mtpt.backbones import load_backbone
     from mtpt.library.access import finished_run_prompt
-    from mtpt.library.target_run import ensure_target_run, target_run_config
+    from mtpt.library.target_run import target_run_config
+    from mtpt.runner import ensure_run
 
     base = _library_recipe(library)
     data = replace(base.data, kshot=args.kshot, kshot_seed=args.kshot_seed,
@@ -97,7 +98,7 @@ def _short_run(args, library: SourceLibrary, target: str) -> tuple[Tensor, str]:
               f"{run_config.train.batch_size}, from the library's P_init -> {out}")
         return backbone
 
-    ensure_target_run(run_config, checked_backbone)
+    ensure_run(run_config, checked_backbone)
     return finished_run_prompt(out), str(out)
 
 

@@ -2,31 +2,44 @@
 
 Stage I for the sources is the source-prompt library (``mtpt train-source``: one shared ``P_init``, the best
 validation checkpoint per source). For the target it is ``method.target_prompt`` when given, otherwise a PT run
-on the target from the library's ``P_init`` into ``<output_dir>/stage1/`` through the ordinary trainer: its best
-validation checkpoint is kept, and a finished stage-I run is reused when the run resumes or is rebuilt (``mtpt
-evaluate``/``export``). Delete that folder to redo it.
+on the target from the library's ``P_init``, declared as the prerequisite run ``stage1``: the runner trains it into
+``<output_dir>/stage1/`` through the ordinary trainer before the build, keeps its best validation checkpoint, and
+reuses a finished one when the run resumes or is rebuilt (``mtpt evaluate``/``export``). Delete that folder to
+redo it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 from torch import Tensor
 
+from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
-from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, select_sources
+from mtpt.library.access import open_for_run, select_sources
 from mtpt.library.format import SourceLibrary
-from mtpt.library.target_run import ensure_target_run, run_backbone, target_run_config
-from mtpt.contract import BuildContext
+from mtpt.library.target_run import target_prompt, target_run_config
 from mtpt.methods.dtvg.config import DtvgConfig
 from mtpt.methods.dtvg.grouping import Ablation, GroupingRule, choose_sources, similarity_matrix
 from mtpt.methods.dtvg.module import DynamicGrouping
 
 STAGE1_DIR = "stage1"
-"""Sub-folder of the run folder holding the target's stage-I PT run."""
+"""The stage-I run's key: its sub-folder of the run folder."""
 
-__all__ = ["STAGE1_DIR", "build", "grouping_rule", "spot_choice", "target_prompt"]
+__all__ = ["STAGE1_DIR", "build", "grouping_rule", "prerequisites", "spot_choice"]
+
+
+def prerequisites(config: DtvgConfig, run) -> list[Prerequisite]:
+    """Without target_prompt: stage I, a PT run on the target from the library's P_init (``stage1_steps`` at
+    ``stage1_lr``, each defaulting to the run's own)."""
+    if config.target_prompt:
+        return []
+    _check_numbers(config)
+    if not config.source_library:
+        return []  # the builder says what is missing
+    library = SourceLibrary.open(config.source_library)
+    return [Prerequisite(STAGE1_DIR, target_run_config(run, library, config.stage1_steps or run.train.steps,
+                                                       config.stage1_lr or run.train.lr))]
 
 
 def build(config: DtvgConfig, ctx: BuildContext) -> DynamicGrouping:
@@ -39,7 +52,7 @@ def build(config: DtvgConfig, ctx: BuildContext) -> DynamicGrouping:
     sources = select_sources(library, config.sources, ctx.task_names)
     p_init = library.init_prompt()
     vectors = library.task_vectors(sources, config.source_seed)
-    target, origin = target_prompt(config, library, ctx)
+    target, origin = target_prompt(config.target_prompt, ctx, STAGE1_DIR, library)
     record: dict[str, Any] = {
         "library": str(library.root), "stage1": origin,
         "source_entries": {task: library.entry(task, config.source_seed).seed for task in sources},
@@ -80,23 +93,3 @@ def spot_choice(target: Tensor, source_prompts: Tensor, names: Sequence[str]) ->
     cosine = similarity_matrix(target.unsqueeze(0), source_prompts, kind="cosine")[0]
     return {"source": names[index], "similarity": "cosine", "compare": "prompts",
             "similarities": dict(zip(names, cosine.tolist()))}
-
-
-# --- stage I ------------------------------------------------------------------------------------------------------
-def target_prompt(config: DtvgConfig, library: SourceLibrary, ctx: BuildContext) -> tuple[Tensor, str]:
-    """The target's stage-I prompt ``[L, d]`` and where it came from."""
-    if config.target_prompt:
-        prompt, origin = read_prompt(config.target_prompt, ctx.extras.get("backbone")), config.target_prompt
-    else:
-        run_config = ctx.extras.get("run_config")
-        if run_config is None:
-            raise MtptError("DTVG outside a training run needs method.target_prompt (a prompt file or run folder).")
-        run_dir = Path(ctx.extras.get("output_dir") or run_config.output_dir) / STAGE1_DIR
-        short = target_run_config(run_config, library, config.stage1_steps or run_config.train.steps,
-                                  config.stage1_lr or run_config.train.lr, run_dir)
-        ensure_target_run(short, lambda: run_backbone(ctx, run_config.backbone))
-        prompt, origin = finished_run_prompt(run_dir), str(run_dir)
-    if tuple(prompt.shape) != (library.prompt_length, library.hidden_size):
-        raise MtptError(f"The stage-I target prompt {origin} has shape {tuple(prompt.shape)}; the library's prompts "
-                        f"are ({library.prompt_length}, {library.hidden_size}).")
-    return prompt.float(), origin

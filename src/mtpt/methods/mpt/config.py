@@ -45,7 +45,8 @@ class MptConfig:
     source_run: str = ""
     """target stage: a finished MPT source-stage run folder (or one of its checkpoint folders)."""
     source_checkpoint: Literal["best", "last"] = "best"
-    """target stage: which checkpoint of source_run (when source_run is a run folder)."""
+    """target stage: which checkpoint of source_run (when source_run is a run folder): best = the checkpoint the run
+    stands for (its best on validation; its last when it had no validation), or last."""
     target_init: Literal["mean", "source", "random"] = "mean"
     """target stage: new factors from the mean of the source factors, one source's (init_source), or random."""
     init_source: str = ""

@@ -8,11 +8,9 @@ student.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from mtpt.errors import MtptError
@@ -166,25 +164,14 @@ def _build_target(config: MptConfig, ctx: BuildContext) -> MultitaskPrompt:
 
 
 def load_source_run(path: str, which: str, ctx: BuildContext) -> tuple[Tensor, Tensor, Tensor, list[str]]:
-    """``(P*, u [K, L, r], v [K, r, d], source task names)`` of a finished MPT source-stage run."""
-    from mtpt.training.checkpoint import read_meta
+    """``(P*, u [K, L, r], v [K, r, d], source task names)`` of a finished MPT source-stage run (``which``: its kept
+    checkpoint, ``best``, or ``last``)."""
+    from mtpt.run_folder import read_run_checkpoint
 
     if not path:
         raise MtptError("The MPT target stage needs method.source_run: the folder of a finished MPT source-stage run.")
-    folder = Path(path)
-    if (folder / "checkpoints").is_dir():
-        folder = folder / "checkpoints" / which
-    if not (folder / "method.safetensors").exists():
-        raise MtptError(
-            f"{path} is neither an MPT run folder nor a checkpoint folder (no {folder}/method.safetensors)."
-        )
-    meta = read_meta(folder)
-    if meta.get("method") != "mpt":
-        raise MtptError(f"{path} is a {meta.get('method')!r} run; source_run must be an MPT source-stage run.")
-    if ctx.weights_hash and meta.get("weights_hash") not in (None, ctx.weights_hash):
-        raise MtptError(f"{path} was trained on backbone {meta.get('backbone')!r} with other weights than this run's.")
-    tensors = load_file(str(folder / "method.safetensors"))
-    shared, cols, rows = tensors[SHARED], tensors[COLS], tensors[ROWS]
+    run = read_run_checkpoint(path, "mpt", which=which, weights_hash=ctx.weights_hash)
+    shared, cols, rows = run.tensors[SHARED], run.tensors[COLS], run.tensors[ROWS]
     if shared.shape[1] != ctx.hidden_size:
         raise MtptError(f"{path} has hidden size {shared.shape[1]}, this backbone {ctx.hidden_size}.")
-    return shared.float(), cols.float(), rows.float(), list(meta.get("tasks", []))
+    return shared, cols, rows, run.tasks

@@ -2,7 +2,7 @@
 
 from mtpt.methods.pt.config import PromptTuningConfig
 from mtpt.methods.pt.module import PromptTuning, build
-from mtpt.registry import MethodSpec, register_method
+from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 
 register_method(
     MethodSpec(
@@ -10,6 +10,8 @@ register_method(
         config_cls=PromptTuningConfig,
         build=build,
         summary="Vanilla prompt tuning: one trainable soft prompt (Lester et al. 2021).",
+        roles=OptionRoles(prompt_length="prompt_length"),
+        speed=(SpeedVariant("pt", {"prompt_length": "{prompt_length}"}, peft="pt"),),
     )
 )
 

@@ -1,8 +1,8 @@
 """SPoT: soft prompt transfer from the most similar source prompt (METHODS.md §2)."""
 
-from mtpt.registry import MethodSpec, register_method
 from mtpt.methods.spot.config import SpotConfig
-from mtpt.methods.spot.module import build
+from mtpt.methods.spot.module import build, prerequisites
+from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 
 register_method(
     MethodSpec(
@@ -10,6 +10,9 @@ register_method(
         config_cls=SpotConfig,
         build=build,
         summary="SPoT: initialise from the most similar library prompt (or the mixture prompt), then prompt-tune.",
+        prerequisites=prerequisites,
+        roles=OptionRoles(library="source_library"),
+        speed=(SpeedVariant("spot", {"source_library": "{library}", "mode": "fixed", "source": "src-0"}, peft="pt"),),
     )
 )
 

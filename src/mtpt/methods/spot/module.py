@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
-from mtpt.library.access import finished_run_prompt, open_for_run, read_prompt, select_sources
+from mtpt.library.access import open_for_run, select_sources
 from mtpt.library.format import MIXTURE, SourceLibrary
-from mtpt.library.target_run import ensure_target_run, run_backbone, target_run_config
+from mtpt.library.target_run import target_prompt, target_run_config
 from mtpt.library.transfer import TransferredPrompt
-from mtpt.contract import BuildContext
 from mtpt.methods.spot.config import SpotConfig
 from mtpt.methods.spot.retrieval import best_source, prompt_similarities
 
 RETRIEVAL_DIR = "retrieval"
-"""Sub-folder of the run folder holding the internal retrieval run."""
+"""The retrieval run's key: its sub-folder of the run folder."""
+
+
+def prerequisites(config: SpotConfig, run) -> list[Prerequisite]:
+    """mode retrieve without target_prompt: a short PT run on the target from the library's initial prompt (so
+    target and sources are comparable), ``retrieval_steps`` at ``retrieval_lr``."""
+    if config.mode != "retrieve" or config.target_prompt:
+        return []
+    if config.retrieval_steps < 1:
+        raise MtptError(f"retrieval_steps must be at least 1, got {config.retrieval_steps}.")
+    if not config.source_library:
+        return []  # the builder says what is missing
+    library = SourceLibrary.open(config.source_library)
+    return [Prerequisite(RETRIEVAL_DIR, target_run_config(run, library, config.retrieval_steps,
+                                                          config.retrieval_lr or run.train.lr))]
 
 
 def build(config: SpotConfig, ctx: BuildContext) -> TransferredPrompt:
@@ -33,7 +46,7 @@ def build(config: SpotConfig, ctx: BuildContext) -> TransferredPrompt:
         record = {"method": "spot", "mode": "fixed", "source": config.source}
         return TransferredPrompt(library.prompt(config.source, config.source_seed), record)
     sources = select_sources(library, config.sources, ctx.task_names)
-    target, origin = target_prompt(config, library, ctx)
+    target, origin = target_prompt(config.target_prompt, ctx, RETRIEVAL_DIR, library)
     record = retrieve(library, sources, target, config)
     record["target_prompt"] = origin
     return TransferredPrompt(library.prompt(record["source"], config.source_seed), record)
@@ -54,25 +67,3 @@ def retrieve(library: SourceLibrary, sources: list[str], target: Tensor, config:
     index = best_source(target.float(), candidates, config.similarity)
     return {"method": "spot", "mode": "retrieve", "source": sources[index], "similarity": config.similarity,
             "compare": config.compare, "similarities": dict(zip(sources, similarities.tolist()))}
-
-
-def target_prompt(config: SpotConfig, library: SourceLibrary, ctx: BuildContext) -> tuple[Tensor, str]:
-    """The target prompt used for retrieval and where it came from."""
-    if config.target_prompt:
-        return read_prompt(config.target_prompt), config.target_prompt
-    run_config = ctx.extras.get("run_config")
-    if run_config is None:
-        raise MtptError("SPoT retrieval outside a training run needs method.target_prompt (a prompt or run folder).")
-    run_dir = Path(ctx.extras.get("output_dir") or run_config.output_dir) / RETRIEVAL_DIR
-    if not (run_dir / "results.json").exists():
-        _retrieval_run(config, library, ctx, run_config, run_dir)
-    return finished_run_prompt(run_dir), str(run_dir)
-
-
-def _retrieval_run(config: SpotConfig, library: SourceLibrary, ctx: BuildContext, run_config, run_dir: Path) -> None:
-    """A short PT run on the target from the library's initial prompt (so target and sources are comparable)."""
-    if config.retrieval_steps < 1:
-        raise MtptError(f"retrieval_steps must be at least 1, got {config.retrieval_steps}.")
-    short = target_run_config(run_config, library, config.retrieval_steps,
-                              config.retrieval_lr or run_config.train.lr, run_dir)
-    ensure_target_run(short, lambda: run_backbone(ctx, run_config.backbone))

@@ -178,6 +178,8 @@ class GatedDeltaAttention:
         self._gate = gate
         self._model: nn.Module | None = None
         self._base: str | None = None
+        self.skip_block = False
+        """Timing switch: each hooked layer returns its base attention's output (see TaLora.skip_task_block)."""
 
     @property
     def attached(self) -> bool:
@@ -223,6 +225,8 @@ class GatedDeltaAttention:
     def add_gated(self, module: nn.Module, slot: int, query: Tensor, out: Tensor, kwargs: dict[str, Any]) -> Tensor:
         """``out + delta_attention(...)`` (gated by this layer's ``tanh(g)``); out is the base attention's
         ``[B, T, H, D]``."""
+        if self.skip_block:
+            return out
         delta = self._delta()
         if delta is None:
             raise MtptError("TA-LoRA's gated attention ran before the method produced its task block: run the "

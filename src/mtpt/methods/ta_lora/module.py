@@ -84,9 +84,21 @@ class TaLora(nn.Module):
         delta = self.task_delta(batch.task_ids.to(self.fast_u.device))
         prompts = self.theta0.unsqueeze(0).expand(delta.shape[0], -1, -1)
         if self.options.injection is Injection.ADDITIVE:
-            return prompts + torch.tanh(self.gates[0]) * delta
+            return prompts if self._hook.skip_block else prompts + torch.tanh(self.gates[0]) * delta
         self.current_delta = delta
         return prompts
+
+    def skip_task_block(self, skip: bool) -> None:
+        """Timing switch (:class:`mtpt.contract.SkippableTaskBlock`): while on, the hooked layers return their base
+        attention's output (the hook stays attached: dispatch and bookkeeping still run; additive: the prompt is
+        theta0 alone) and theta0 trains in the block's place, so a backward pass still runs through every layer. For measuring what the block costs
+        inside a step; build a separate instance for it, never train results with it."""
+        self._hook.skip_block = skip
+        self.theta0.requires_grad_(skip or self.options.train_theta0)
+
+    def hooked_layers(self) -> list[int]:
+        """The layers the gated attention acts in (:class:`mtpt.contract.HookedLayers`; empty for additive)."""
+        return list(self.layer_indices)
 
     # --- backbone hooks -----------------------------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:

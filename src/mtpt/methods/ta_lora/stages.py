@@ -7,7 +7,6 @@ rank, scale) must equal the source run's, because theta0, B and the gates only m
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +116,7 @@ def _theta0(config: TaLoraConfig, ctx: BuildContext, generator: torch.Generator)
         from mtpt.library.access import read_prompt
 
         # A non-PT checkpoint is rebuilt to ask for its prompt: reuse this run's backbone rather than load another.
-        prompt = read_prompt(path, ctx.extras.get("backbone"))
+        prompt = read_prompt(path, ctx.backbone)
     prompt = prompt.detach().float()
     if prompt.dim() != 2 or prompt.shape[1] != ctx.hidden_size:
         raise MtptError(f"theta0 from {path} has shape {tuple(prompt.shape)}; this backbone needs "
@@ -140,33 +139,20 @@ class SourceRun:
 
 
 def load_source_run(path: str, ctx: BuildContext) -> SourceRun:
-    """Read a TA-LoRA source-stage run folder (its kept checkpoint: best, or last without validation) or checkpoint."""
-    from safetensors.torch import load_file
-
-    from mtpt.training.checkpoint import METHOD_STATE, METHOD_WEIGHTS, read_meta
+    """Read a TA-LoRA source-stage run folder (the checkpoint it stands for: best, or last without validation) or
+    one of its checkpoint folders."""
+    from mtpt.run_folder import read_run_checkpoint
 
     if not path:
         raise MtptError("The TA-LoRA target stage needs method.source_run: the folder of a finished source-stage run.")
-    folder = Path(path)
-    if (folder / "checkpoints").is_dir():
-        from mtpt.library.access import kept_checkpoint
-
-        folder = kept_checkpoint(folder)
-    if not (folder / METHOD_WEIGHTS).exists():
-        raise MtptError(f"{path} is neither a TA-LoRA run folder nor a checkpoint folder (no {METHOD_WEIGHTS}).")
-    meta = read_meta(folder)
-    if meta.get("method") != "ta_lora":
-        raise MtptError(f"{path} is a {meta.get('method')!r} run; source_run must be a TA-LoRA source-stage run.")
-    if ctx.weights_hash and meta.get("weights_hash") not in (None, ctx.weights_hash):
-        raise MtptError(f"{path} was trained on backbone {meta.get('backbone')!r} with other weights than this run's.")
-    record = json.loads((folder / METHOD_STATE).read_text()).get("ta_lora", {})
+    run = read_run_checkpoint(path, "ta_lora", weights_hash=ctx.weights_hash)
+    record = run.method_state.get("ta_lora", {})
     if record.get("stage") != "source":
         raise MtptError(f"{path} is a TA-LoRA {record.get('stage')!r}-stage run; source_run must be a "
                         "source-stage run.")
-    tensors = {k: v.float() for k, v in load_file(str(folder / METHOD_WEIGHTS)).items()}
-    if tensors["theta0"].shape[1] != ctx.hidden_size:
-        raise MtptError(f"{path} has hidden size {tensors['theta0'].shape[1]}, this backbone {ctx.hidden_size}.")
-    return SourceRun(folder, tensors, list(meta.get("tasks", [])), record)
+    if run.tensors["theta0"].shape[1] != ctx.hidden_size:
+        raise MtptError(f"{path} has hidden size {run.tensors['theta0'].shape[1]}, this backbone {ctx.hidden_size}.")
+    return SourceRun(run.folder, run.tensors, run.tasks, record)
 
 
 def _check_matches_source(config: TaLoraConfig, source: SourceRun) -> None:

@@ -1,0 +1,128 @@
+"""What a run folder holds, read without building anything: whether it finished, the checkpoint it stands for, the
+tensors and records of that checkpoint, and whether it was recorded with the config a caller plans.
+
+Methods read their source runs through :func:`read_run_checkpoint`; the runner (:mod:`mtpt.runner`) and the
+benchmarks compare configs with :func:`refuse_changed_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import Tensor
+
+from mtpt.errors import MtptError
+from mtpt.training.checkpoint import METHOD_STATE, METHOD_WEIGHTS, read_meta
+
+__all__ = ["BOOKKEEPING_FIELDS", "RunCheckpoint", "changed_fields", "is_finished", "kept_checkpoint",
+           "read_run_checkpoint", "refuse_changed_run"]
+
+RESULTS = "results.json"
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """A run has finished when its ``results.json`` exists (the trainer writes it last)."""
+    return (Path(run_dir) / RESULTS).exists()
+
+
+def kept_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint a finished run stands for: ``best`` when the run had a validation metric, else ``last``
+    (a run on source-only tasks has no validation, and its "best" would be its first evaluation)."""
+    run_dir = Path(run_dir)
+    results = run_dir / RESULTS
+    best = run_dir / "checkpoints" / "best"
+    metric = json.loads(results.read_text()).get("best_metric") if results.exists() else None
+    if metric is not None and math.isfinite(float(metric)) and best.exists():
+        return best
+    last = run_dir / "checkpoints" / "last"
+    if last.exists():
+        return last
+    if best.exists():
+        return best
+    raise MtptError(f"{run_dir} has no checkpoint: has its training run finished an evaluation?")
+
+
+@dataclass
+class RunCheckpoint:
+    """The contents of one checkpoint of a finished run."""
+
+    folder: Path
+    """The checkpoint folder read."""
+    tensors: dict[str, Tensor]
+    """The method's state dict, in fp32."""
+    tasks: list[str]
+    """The run's tasks, in task-index order."""
+    method_state: dict[str, Any]
+    """The method's JSON extra state (its records)."""
+    meta: dict[str, Any]
+
+
+def read_run_checkpoint(path: str | Path, method: str, *, which: str = "best", weights_hash: str = "") -> RunCheckpoint:
+    """Read a finished ``method`` run: its kept checkpoint (``which="best"``, see :func:`kept_checkpoint`) or its
+    ``last`` one, or a checkpoint folder given directly. Refuses another method's run and, when ``weights_hash``
+    is given, a run trained on other backbone weights."""
+    if not str(path):
+        raise MtptError(f"No run folder given: point the option at a finished {method} run.")
+    folder = Path(path)
+    if (folder / "checkpoints").is_dir():
+        folder = kept_checkpoint(folder) if which == "best" else folder / "checkpoints" / which
+    if not (folder / METHOD_WEIGHTS).exists():
+        raise MtptError(f"{path} is neither a {method} run folder nor a checkpoint folder (no {folder / METHOD_WEIGHTS}).")
+    meta = read_meta(folder)
+    if meta.get("method") != method:
+        raise MtptError(f"{path} is a {meta.get('method')!r} run; a {method} run is needed here.")
+    if weights_hash and meta.get("weights_hash") not in (None, weights_hash):
+        raise MtptError(f"{path} was trained on backbone {meta.get('backbone')!r} with other weights than this run's.")
+    state_file = folder / METHOD_STATE
+    method_state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    tensors = {name: value.float() for name, value in load_file(str(folder / METHOD_WEIGHTS)).items()}
+    return RunCheckpoint(folder, tensors, list(meta.get("tasks", [])), method_state, meta)
+
+
+BOOKKEEPING_FIELDS = frozenset({"output_dir", "train.resume", "train.log_every", "train.tensorboard",
+                                "eval.batch_size"})
+"""Fields that change where or how a run is logged or resumed, not what it trains or measures."""
+
+
+def refuse_changed_run(planned) -> None:
+    """Raise when ``planned.output_dir`` (a :class:`~mtpt.config.RunConfig`) holds a finished run recorded with
+    another config: reusing it would silently mix protocols (e.g. after editing ``kshot`` or ``steps``). A run
+    that recorded no config has nothing to compare; ``output_dir`` itself is not compared (a moved folder holds
+    the same run), nor are the fields of :data:`BOOKKEEPING_FIELDS`; nor, for a run that trained nothing (no
+    checkpoints: zero-shot), the training loop's fields, except the precision its evaluation ran in."""
+    from dataclasses import fields
+
+    import yaml
+
+    from mtpt.config import TrainConfig, to_plain
+
+    out = Path(planned.output_dir)
+    saved = out / "config.yaml"
+    if not is_finished(out) or not saved.exists():
+        return
+    ignore = BOOKKEEPING_FIELDS
+    if not (out / "checkpoints").exists():
+        ignore = ignore | {f"train.{f.name}" for f in fields(TrainConfig) if f.name != "precision"}
+    changed = changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned), ignore=ignore)
+    if changed:
+        raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
+                        f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
+                        f"or restore the config.")
+
+
+def changed_fields(recorded: Any, planned: Any, path: str = "", ignore: frozenset[str] = frozenset()) -> list[str]:
+    """``"field: recorded -> planned"`` for every value that differs, except at the dotted paths in ``ignore``.
+    Fields only one side has are ignored too: a field added to mtpt later (or removed) says nothing about the
+    protocol the run was trained with."""
+    if path in ignore:
+        return []
+    if isinstance(recorded, dict) and isinstance(planned, dict):
+        return [line for key in recorded.keys() & planned.keys()
+                for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key),
+                                           ignore)]
+    return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]

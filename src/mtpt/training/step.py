@@ -1,0 +1,122 @@
+"""One optimizer step of a method: the code the trainer runs and the speed benchmark times.
+
+A step is a list of micro-batches (gradient accumulation, and this process's share of a multi-process step).
+Each micro-batch: the forward through :class:`~mtpt.model.SoftPromptModel`, the task loss plus the method's extra
+loss terms, backward. Then gradient clipping, the optimizer and scheduler steps, and the method's step callback.
+What a step is made of (which examples, how they are split) is the trainer's business; the benchmark hands it a
+fixed batch.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from mtpt.batching import TokenBatch
+from mtpt.contract import ExtraLosses, LossContext, PromptBatch, StepCallbacks, WantsHiddenStates
+from mtpt.errors import MtptError
+from mtpt.model import ForwardOutput, SoftPromptModel, task_loss
+
+__all__ = ["MicroBatch", "StepResult", "TrainingStep"]
+
+
+@dataclass
+class MicroBatch:
+    """One forward/backward of a step."""
+
+    batch: TokenBatch
+    token_normalizer: float
+    """The task loss is the sum over this micro-batch's target tokens divided by this: the whole step's token
+    count (divided by the number of processes), so the step's gradient is exactly that of one big batch."""
+    share: float = 1.0
+    """This micro-batch's share of the process's examples: extra loss terms are per-batch means, weighted by it."""
+
+
+@dataclass
+class StepResult:
+    terms: dict[str, torch.Tensor]
+    """Each loss term summed over the micro-batches (detached, divided by the number of processes)."""
+    record: dict[str, Any] | None
+    """What the method's step callback returned (the trainer appends it to ``method_log.jsonl``)."""
+    extra_pass_ms: float
+    """Milliseconds spent in backbone passes with other prompts (MPT's frozen teachers), part of the step."""
+
+
+class TrainingStep:
+    """Runs optimizer steps of ``model`` (an Accelerate-prepared :class:`SoftPromptModel`)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, accelerator: Accelerator, *,
+                 scheduler: Any = None, max_grad_norm: float | None = None):
+        self.model = model
+        self.optimizer = optimizer
+        self.acc = accelerator
+        self.scheduler = scheduler
+        self.max_grad_norm = max_grad_norm
+        self._extra_pass_ms = 0.0
+
+    @property
+    def unwrapped(self) -> SoftPromptModel:
+        return self.acc.unwrap_model(self.model)
+
+    def run(self, micro_batches: list[MicroBatch], step: int) -> StepResult:
+        """Optimizer step number ``step + 1`` over ``micro_batches``."""
+        self.model.train()
+        self._extra_pass_ms = 0.0
+        world = self.acc.num_processes
+        totals: dict[str, torch.Tensor] = {}
+        for index, micro in enumerate(micro_batches):
+            # Gradients are synchronised across processes on the step's last micro-batch only.
+            sync = nullcontext() if index == len(micro_batches) - 1 else self.acc.no_sync(self.model)
+            with sync:
+                terms = self.losses(micro, step)
+                self.acc.backward(sum(terms.values()))
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + value.detach() / world
+        if self.max_grad_norm is not None:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        method = self.unwrapped.method
+        record = method.after_step(step + 1) if isinstance(method, StepCallbacks) else None
+        return StepResult(totals, record, self._extra_pass_ms)
+
+    def losses(self, micro: MicroBatch, step: int) -> dict[str, torch.Tensor]:
+        """The loss terms of one micro-batch, scaled so that their sum over the step is the step's mean loss."""
+        batch = micro.batch.to(self.acc.device)
+        method = self.unwrapped.method
+        want_hidden = isinstance(method, WantsHiddenStates) and bool(method.wants_hidden_states)
+        with self.acc.autocast():
+            out = self.model(batch, want_hidden=want_hidden)
+            terms = {"task": task_loss(out, micro.token_normalizer)}
+            if isinstance(method, ExtraLosses):
+                context = self._loss_context(batch, out)
+                terms.update({k: v * micro.share for k, v in method.extra_losses(context).items()})
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                raise MtptError(
+                    f"The {name!r} loss became {float(value.detach())} at step {step + 1} "
+                    f"(all terms: { {k: float(v.detach()) for k, v in terms.items()} }). Nothing was saved for this "
+                    "step. Lower train.lr, keep train.max_grad_norm set, or check the task data; "
+                    "the run folder's checkpoints/last holds the last saved step."
+                )
+        return terms
+
+    def _loss_context(self, batch: TokenBatch, out: ForwardOutput) -> LossContext:
+        model = self.unwrapped
+
+        def run_with_prompts(prompts: torch.Tensor):
+            start = time.perf_counter()
+            other = model(batch, want_hidden=out.hidden is not None, prompts=prompts)
+            self._extra_pass_ms += (time.perf_counter() - start) * 1e3
+            return other.logits, other.hidden
+
+        text = model.embed(batch.input_ids)
+        return LossContext(PromptBatch(text, batch.input_mask, batch.task_ids), out.prompts, out.logits, out.hidden,
+                           out.target_mask, run_with_prompts)
