@@ -105,9 +105,9 @@ def render_task_table(tasks: Iterable[Task], data_root: str | os.PathLike | None
         return "  ".join(cells).rstrip()
 
     lines = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows),
-             "sizes: full-data splits after removing exact duplicates of test inputs from "
-             "train/validation (--verbose: how many); k-shot: the published split, else seeded "
-             "k-per-class sampling"]
+             ("sizes: full-data splits after removing exact duplicates of test inputs from "
+              "train/validation (--verbose: how many); k-shot: the published split, else seeded "
+              "k-per-class sampling")]
     if any(r[5] == "?" for r in rows):
         lines.append(f"? = needs the benchmark data: set {ENV_VAR} or pass --data-root")
     for t, kshot in details:
