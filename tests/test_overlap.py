@@ -125,6 +125,8 @@ def test_cli_overlap_prints_the_matrix(leaky_pair, capsys):
     assert "toy-tgt validation" in out and "1 (16.7%)" in out and "3 (37.5%)" in out
     assert cli_main(["tasks", "--overlap", "toy-tgt", "no-such-task"]) == 1
     assert "unknown task 'no-such-task'" in capsys.readouterr().err
+    assert cli_main(["tasks", "--overlap", "toy-tgt", "toy-tgt"]) == 1
+    assert "each task must appear once" in capsys.readouterr().err
 
 
 # -- a run with sources ---------------------------------------------------------------------------

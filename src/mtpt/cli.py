@@ -95,7 +95,11 @@ def cmd_tasks(argv: list[str]) -> int:
         if args.overlap:
             from mtpt.tasks.overlap import render_overlap_matrix
 
-            print(render_overlap_matrix([_task_or_error(name) for name in args.overlap], root))
+            selected = [_task_or_error(name) for name in args.overlap]
+            names = [t.name for t in selected]
+            if len(set(names)) < len(names):
+                raise MtptError(f"--overlap: each task must appear once (and specs need distinct names); got {names}")
+            print(render_overlap_matrix(selected, root))
             return 0
         selected = [tasks.validate_spec(args.spec)] if args.spec else tasks.list_tasks(args.language)
         print(tasks.render_task_table(selected, root, verbose=args.verbose))
