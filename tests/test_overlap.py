@@ -103,9 +103,17 @@ def test_remove_leaked_drops_test_inputs_found_in_the_sources(leaky_pair):
     tgt, src, test = leaky_pair
     kept, leakage = remove_leaked(tgt, "test", tgt.examples("test"), [src, tgt])  # the target itself is skipped
     assert [e.inputs[0] for e in kept] == [t for i, t in enumerate(test) if i not in (0, 3, 5)]
-    assert leakage.to_json() == {"examined": 8, "removed": 3, "kept": 5, "by_source": {"toy-src": 3}}
+    assert leakage.to_json() == {"examined": 8, "found": 3, "removed": 3, "kept": 5, "by_source": {"toy-src": 3}}
     same, counted = remove_leaked(tgt, "validation", tgt.examples("validation"), [src], remove=False)
-    assert len(same) == 6 and counted.to_json() == {"examined": 6, "removed": 0, "kept": 6, "by_source": {"toy-src": 1}}
+    assert len(same) == 6 and counted.to_json() == {"examined": 6, "found": 1, "removed": 0, "kept": 6, "by_source": {"toy-src": 1}}
+
+
+def test_an_input_in_two_sources_counts_for_both_but_is_removed_once(leaky_pair):
+    tgt, src, test = leaky_pair
+    other = make_task("toy-other", "{text}", {"train": [test[0], test[1]], "test": sentences("o", 2)})
+    kept, leakage = remove_leaked(tgt, "test", tgt.examples("test"), [src, other])
+    assert leakage.by_source == {"toy-src": 3, "toy-other": 2}
+    assert leakage.found == leakage.removed == 4 and len(kept) == leakage.kept == 4
 
 
 def test_overlap_matrix_and_its_rendering(leaky_pair):
@@ -162,8 +170,8 @@ def test_a_run_with_sources_evaluates_without_the_leaked_test_inputs_and_reports
         parts.model.detach_method()
     run = tmp_path / "run"
     expected = {"sources": ["toy-src"], "min_words": 4,
-                "validation": {"toy-tgt": {"examined": 6, "removed": 0, "kept": 6, "by_source": {"toy-src": 1}}},
-                "test": {"toy-tgt": {"examined": 8, "removed": 3, "kept": 5, "by_source": {"toy-src": 3}}}}
+                "validation": {"toy-tgt": {"examined": 6, "found": 1, "removed": 0, "kept": 6, "by_source": {"toy-src": 1}}},
+                "test": {"toy-tgt": {"examined": 8, "found": 3, "removed": 3, "kept": 5, "by_source": {"toy-src": 3}}}}
     assert json.loads((run / "results.json").read_text())["leakage"] == expected
     logged = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["leakage"] for r in logged if r.get("event") == "leakage"] == [expected]

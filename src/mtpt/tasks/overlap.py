@@ -114,12 +114,14 @@ def find_leaked(examples: Sequence[Example], sources: Mapping[str, frozenset[str
 class Leakage:
     """What :func:`remove_leaked` did to one target split: ``examined`` examples, ``by_source``
     (source name -> how many occur in its training data; one example can count for several
-    sources), ``removed`` (examples dropped, each once) and ``kept``."""
+    sources), ``found`` (examples occurring in any source, each counted once), ``removed``
+    (``found``, or 0 where only counted) and ``kept``."""
 
     target: str
     split: str
     examined: int
     by_source: dict[str, int]
+    found: int
     removed: int
 
     @property
@@ -127,7 +129,7 @@ class Leakage:
         return self.examined - self.removed
 
     def to_json(self) -> dict:
-        return {"examined": self.examined, "removed": self.removed, "kept": self.kept,
+        return {"examined": self.examined, "found": self.found, "removed": self.removed, "kept": self.kept,
                 "by_source": dict(self.by_source)}
 
 
@@ -145,9 +147,10 @@ def remove_leaked(target: Task, split: str, examples: Sequence[Example], sources
     data of any of ``sources``, and the counts. With ``remove=False`` the examples are returned
     unchanged and only counted (published validation sets stay as published)."""
     leaked = find_leaked(examples, source_keys(target, sources, data_root))
-    drop = set().union(*leaked.values()) if remove else set()
+    found = set().union(*leaked.values())
+    drop = found if remove else set()
     report = Leakage(target.name, split, len(examples), {s: len(ix) for s, ix in leaked.items()},
-                     len(drop))
+                     len(found), len(drop))
     return [e for i, e in enumerate(examples) if i not in drop], report
 
 

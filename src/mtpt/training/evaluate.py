@@ -90,7 +90,7 @@ def _warn_leakage(leakage: Leakage) -> None:
     pairs = ", ".join(f"{n} in {source}" for source, n in found.items())
     done = (f"removed {leakage.removed}, {leakage.kept} left" if leakage.split == "test"
             else "kept (published validation sets stay as published)")
-    warnings.warn(f"task {leakage.target!r}: {sum(found.values())} of {leakage.examined} {leakage.split} inputs occur "
+    warnings.warn(f"task {leakage.target!r}: {leakage.found} of {leakage.examined} {leakage.split} inputs occur "
                   f"in the training data of the run's sources ({pairs}); {done}", DecontaminationWarning)
 
 
@@ -98,8 +98,8 @@ def leakage_report(parts: RunParts) -> dict[str, Any] | None:
     """The run's cross-task leakage, JSON-able, for ``results.json`` and the log; ``None`` without sources.
 
     ``{"sources": [...], "min_words": 4, "validation": {task: counts}, "test": {task: counts}}``, where counts are
-    :meth:`mtpt.tasks.overlap.Leakage.to_json` (``examined``, ``removed``, ``kept``, ``by_source``: source ->
-    inputs found in its training data); only the test split has inputs removed."""
+    :meth:`mtpt.tasks.overlap.Leakage.to_json` (``examined``, ``found``, ``removed``, ``kept``, ``by_source``:
+    source -> inputs found in its training data); only the test split has inputs removed."""
     if not parts.source_tasks:
         return None
     report: dict[str, Any] = {"sources": list(parts.source_tasks), "min_words": MIN_WORDS}
