@@ -31,6 +31,7 @@ from mtpt.tasks.kshot import (
     cap_examples,
     carve,
     decontaminate,
+    describe_dropped,
     halve,
     holdout,
     holdout_size,
@@ -220,10 +221,17 @@ def test_decontaminate():
     ex = lambda t: Example(t, " a", (" a", " b"), 0)  # noqa: E731
     splits = {"train": [ex("1"), ex("2"), ex("3")], "validation": [ex("3"), ex("4")],
               "test": [ex("2"), ex("4"), ex("5"), ex("9")]}
-    out = decontaminate(splits, {"9"}, "t")
+    out, dropped = decontaminate(splits, {"9"}, "t")
     assert [e.text for e in out["test"]] == ["2", "4", "5"]
     assert [e.text for e in out["validation"]] == ["3"]
     assert [e.text for e in out["train"]] == ["1"]
+    assert dropped == {"test": {"published k-shot": 1}, "validation": {"test": 1},
+                       "train": {"test": 1, "validation": 1}}
+    assert describe_dropped(dropped, {"train": 3, "validation": 2, "test": 4}) == (
+        "train -2 of 3 (duplicates of test inputs: 1, validation inputs: 1); "
+        "validation -1 of 2 (duplicates of test inputs: 1); "
+        "test -1 of 4 (duplicates of published k-shot examples: 1)")
+    assert decontaminate({"train": [ex("1")], "test": [ex("2")]}, set(), "t")[1] == {}
     with pytest.raises(TaskDataError, match="empty"):
         decontaminate({"train": [ex("1")], "test": [ex("1")]}, set(), "t")
 

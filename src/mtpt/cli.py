@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Callable
 
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
@@ -81,17 +82,39 @@ def cmd_tasks(argv: list[str]) -> int:
     parser.add_argument("--language", choices=["en", "zh"], default=None)
     parser.add_argument("--spec", default=None, help="Validate this YAML task spec and print its sizes.")
     parser.add_argument("--data-root", default=None, help="Benchmark data folder (default: $MTPT_DATA_ROOT).")
-    parser.add_argument("--verbose", action="store_true", help="Also print each task's template, label words and split notes.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Also print each task's template, label words, split notes and removed duplicates.")
+    parser.add_argument("--overlap", nargs="+", metavar="TASK", default=None,
+                        help="Print which evaluation inputs of these tasks (names or spec paths) occur in the "
+                             "others' training data (normalised; inputs under four words ignored).")
     args = parser.parse_args(argv)
     from mtpt import tasks
 
     root = tasks.resolve_data_root(args.data_root)
     try:
+        if args.overlap:
+            from mtpt.tasks.overlap import render_overlap_matrix
+
+            selected = [_task_or_error(name) for name in args.overlap]
+            names = [t.name for t in selected]
+            if len(set(names)) < len(names):
+                raise MtptError(f"--overlap: each task must appear once (and specs need distinct names); got {names}")
+            print(render_overlap_matrix(selected, root))
+            return 0
         selected = [tasks.validate_spec(args.spec)] if args.spec else tasks.list_tasks(args.language)
         print(tasks.render_task_table(selected, root, verbose=args.verbose))
     except tasks.TaskDataError as err:
         raise MtptError(str(err)) from None
     return 0
+
+
+def _task_or_error(name: str):
+    from mtpt.tasks import get_task
+
+    try:
+        return get_task(name)
+    except KeyError as err:
+        raise MtptError(err.args[0]) from None
 
 
 @command("params", "Count a run config's trainable parameters: shared by all tasks and per task (any method, any backbone).")
@@ -149,8 +172,19 @@ def _plugin_commands() -> dict[str, tuple[str, Callable[[list[str]], int]]]:
     return found
 
 
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """mtpt's own warnings (about the user's data and runs) as one plain line; others as Python prints them."""
+    if category.__module__.startswith("mtpt."):
+        return f"mtpt: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = _format_warning
     commands = {**COMMANDS, **_plugin_commands()}
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: mtpt COMMAND [ARGS]   (mtpt COMMAND --help for a command's options)\n")

@@ -10,6 +10,11 @@ works. Typical use::
     train = task.examples("train", kshot=16, seed=13)
     test = task.examples("test", max_examples=500)
 
+Inputs duplicated across a task's splits are removed when it is built (a
+:class:`DecontaminationWarning` gives the counts, :func:`decontamination_report` returns them);
+inputs of an evaluation split that occur in *another* task's training data are found by
+:mod:`mtpt.tasks.overlap` (``mtpt tasks --overlap``).
+
 Over-long inputs are not shortened or dropped here: the trainer truncates ``Example.text`` on
 the token level at tokenization time and never the target.
 """
@@ -18,10 +23,12 @@ from .base import (
     CAP_SEED,
     ENV_VAR,
     SPLITS,
+    DecontaminationWarning,
     Example,
     KShotInfo,
     Task,
     TaskDataError,
+    decontamination_report,
     resolve_data_root,
 )
 from .kshot import format_mean_std, mean_std, seed_spread, stratified_kshot
@@ -33,20 +40,22 @@ __all__ = [
     "CAP_SEED",
     "ENV_VAR",
     "SPLITS",
+    "DecontaminationWarning",
     "Example",
     "KShotInfo",
     "SuiteSplit",
     "Task",
     "TaskDataError",
+    "decontamination_report",
     "format_mean_std",
     "get_task",
     "list_tasks",
     "load_spec",
     "mean_std",
-    "seed_spread",
     "register",
     "render_task_table",
     "resolve_data_root",
+    "seed_spread",
     "split_suite",
     "stratified_kshot",
     "validate_spec",

@@ -10,14 +10,15 @@ the label word always survives truncation.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .kshot import cap_examples, decontaminate, stratified_kshot
-from .types import (CAP_SEED, ENV_VAR, KINDS, SPLITS, Builder, Example, KShotInfo, Published, Splits,  # noqa: F401
-                    TaskDataError, resolve_data_root)
+from .kshot import Dropped, cap_examples, decontaminate, describe_dropped, stratified_kshot
+from .types import (CAP_SEED, ENV_VAR, KINDS, SPLITS, Builder, DecontaminationWarning, Example,  # noqa: F401
+                    KShotInfo, Published, Splits, TaskDataError, resolve_data_root)
 
 @dataclass(frozen=True, eq=False)
 class Task:
@@ -122,9 +123,22 @@ class Task:
         return splits[split]
 
 
-@lru_cache(maxsize=12)
 def _built_splits(task: Task, root: Path | None) -> Splits:
-    """Full-data splits, decontaminated. Cached per (task, root): building renders every example."""
+    """Full-data splits, decontaminated (see :func:`_built`)."""
+    return _built(task, root)[0]
+
+
+def decontamination_report(task: Task, data_root: str | os.PathLike | None = None) -> Dropped:
+    """What building ``task``'s full-data splits dropped as duplicates of another split's inputs:
+    split -> {reason -> count} (``{}`` when nothing was dropped; see :func:`.kshot.decontaminate`)."""
+    return _built(task, task._root(data_root))[1]
+
+
+@lru_cache(maxsize=12)
+def _built(task: Task, root: Path | None) -> tuple[Splits, Dropped]:
+    """Full-data splits, decontaminated, and what was dropped. Cached per (task, root): building
+    renders every example. A :class:`DecontaminationWarning` gives the counts when anything was
+    dropped (once per task and root, since the result is cached)."""
     splits = task.build(root)
     protected: set[str] = set()
     if task.kshot is not None and task.published is not None:
@@ -133,7 +147,12 @@ def _built_splits(task: Task, root: Path | None) -> Splits:
         for s in task.kshot.seeds:
             for sp in ("train", "validation"):
                 protected.update(e.text for e in task.published(root, s, sp))
-    return decontaminate(splits, protected, task.name)
+    clean, dropped = decontaminate(splits, protected, task.name)
+    if dropped:
+        sizes = {split: len(exs) for split, exs in splits.items()}
+        warnings.warn(f"task {task.name!r}: removed examples whose input duplicates another "
+                      f"split's: {describe_dropped(dropped, sizes)}", DecontaminationWarning)
+    return clean, dropped
 
 
 @lru_cache(maxsize=64)

@@ -127,28 +127,53 @@ def cap_examples(examples: Sequence[Example], max_examples: int, seed: int) -> l
     return [examples[i] for i in sorted(rng.sample(range(len(examples)), max_examples))]
 
 
-def decontaminate(splits: Splits, protected_texts: set[str], task: str) -> Splits:
-    """Remove exact-text duplicates across splits.
+#: What :func:`decontaminate` dropped: split -> {why -> count}; ``why`` is ``"test"``,
+#: ``"validation"`` (duplicates of that split's inputs) or ``"published k-shot"``.
+Dropped = dict[str, dict[str, int]]
+
+
+def decontaminate(splits: Splits, protected_texts: set[str], task: str) -> tuple[Splits, Dropped]:
+    """Remove exact-text duplicates across splits; returns the splits and what was dropped.
 
     Test examples duplicating ``protected_texts`` (published k-shot sets, kept intact) are
     dropped from test; train and validation examples duplicating a test input are dropped;
     train examples duplicating a validation input are dropped. Inputs are compared by their
-    rendered ``text``.
+    rendered ``text``. The second value counts the drops per split and reason (only non-zero
+    counts; ``{}`` when nothing was dropped): see :func:`describe_dropped`.
     """
-    out = dict(splits)
-    if "test" in out and protected_texts:
-        out["test"] = [e for e in out["test"] if e.text not in protected_texts]
+    out, dropped = dict(splits), {}
+
+    def drop(split: str, texts: set[str], why: str) -> None:
+        if split in out and texts:
+            kept = [e for e in out[split] if e.text not in texts]
+            if len(kept) < len(out[split]):
+                dropped.setdefault(split, {})[why] = len(out[split]) - len(kept)
+            out[split] = kept
+
+    drop("test", protected_texts, "published k-shot")
     test_texts = {e.text for e in out.get("test", ())}
-    for split in ("validation", "train"):
-        if split in out and test_texts:
-            out[split] = [e for e in out[split] if e.text not in test_texts]
-    if "train" in out and "validation" in out:
-        val_texts = {e.text for e in out["validation"]}
-        out["train"] = [e for e in out["train"] if e.text not in val_texts]
+    drop("validation", test_texts, "test")
+    drop("train", test_texts, "test")
+    drop("train", {e.text for e in out.get("validation", ())}, "validation")
     for split, exs in out.items():
         if not exs:
             raise TaskDataError(f"task {task!r}: the {split} split is empty after loading")
-    return out
+    return out, dropped
+
+
+def describe_dropped(dropped: Dropped, sizes: dict[str, int] | None = None) -> str:
+    """``"train -4 of 32 (duplicates of test inputs: 3, of validation inputs: 1)"``, one clause
+    per split; ``sizes`` (counts before dropping) adds the "of N"."""
+    parts = []
+    for split in ("train", "validation", "test"):
+        if split not in dropped:
+            continue
+        n = sum(dropped[split].values())
+        of = f" of {sizes[split]}" if sizes and split in sizes else ""
+        why = ", ".join(f"{'published k-shot examples' if w == 'published k-shot' else w + ' inputs'}: {c}"
+                        for w, c in dropped[split].items())
+        parts.append(f"{split} -{n}{of} (duplicates of {why})")
+    return "; ".join(parts)
 
 
 def mean_std(values: Iterable[float], ddof: int = 0) -> tuple[float, float]:

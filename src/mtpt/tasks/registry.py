@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from .base import ENV_VAR, SPLITS, Task, TaskDataError, resolve_data_root
+from .base import (ENV_VAR, SPLITS, DecontaminationWarning, Task, TaskDataError,
+                   decontamination_report, resolve_data_root)
+from .kshot import describe_dropped
 
 _REGISTRY: dict[str, Task] = {}
 _BUILTIN_MODULES = ("demo", "english", "superglue", "chinese", "fewclue")
@@ -60,10 +63,21 @@ def list_tasks(language: str | None = None) -> list[Task]:
 
 def _size_cells(task: Task, root: Path | None) -> list[str]:
     try:
-        sizes = task.sizes(root)
+        with warnings.catch_warnings():
+            # the table lists every task: what decontamination dropped is shown by --verbose
+            warnings.simplefilter("ignore", DecontaminationWarning)
+            sizes = task.sizes(root)
     except TaskDataError:
         return ["?"] * len(SPLITS)
     return [str(sizes[s]) if sizes[s] else "-" for s in SPLITS]
+
+
+def _dropped_line(task: Task, root: Path | None) -> str:
+    try:
+        dropped = decontamination_report(task, root)
+    except TaskDataError:
+        return "  removed duplicates: ? (needs the data)"
+    return "  removed duplicates: " + (describe_dropped(dropped) or "none")
 
 
 def render_task_table(tasks: Iterable[Task], data_root: str | os.PathLike | None = None,
@@ -71,7 +85,8 @@ def render_task_table(tasks: Iterable[Task], data_root: str | os.PathLike | None
     """The ``mtpt tasks`` table: name, language, family, kind, size class, full-data split sizes
     and the published k-shot split ("16 per class, 5 seeds (LM-BFF)", "32 total, 5 seeds
     (FewCLUE)", or "sampled" when only seeded k-per-class sampling is available). ``?`` marks
-    sizes that need the data folder. ``verbose`` adds template, label words and notes."""
+    sizes that need the data folder. ``verbose`` adds template, label words, notes and what
+    decontamination removed from each split (:func:`~mtpt.tasks.base.decontamination_report`)."""
     root = resolve_data_root(data_root)
     header = ["task", "lang", "family", "kind", "size", "train", "validation", "test", "k-shot"]
     rows, details = [], []
@@ -90,8 +105,9 @@ def render_task_table(tasks: Iterable[Task], data_root: str | os.PathLike | None
         return "  ".join(cells).rstrip()
 
     lines = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows),
-             "sizes: full-data splits after removing exact duplicates of test inputs from "
-             "train/validation; k-shot: the published split, else seeded k-per-class sampling"]
+             ("sizes: full-data splits after removing exact duplicates of test inputs from "
+              "train/validation (--verbose: how many); k-shot: the published split, else seeded "
+              "k-per-class sampling")]
     if any(r[5] == "?" for r in rows):
         lines.append(f"? = needs the benchmark data: set {ENV_VAR} or pass --data-root")
     for t, kshot in details:
@@ -102,4 +118,5 @@ def render_task_table(tasks: Iterable[Task], data_root: str | os.PathLike | None
             more = f", ... ({len(t.label_words)} in all)" if len(t.label_words) > 20 else ""
             lines.append(f"  label words: {words}{more}")
         lines += ["  " + ln for ln in t.notes.strip().splitlines()]
+        lines.append(_dropped_line(t, root))
     return "\n".join(lines)

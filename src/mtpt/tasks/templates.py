@@ -35,7 +35,13 @@ def template_fields(template: str) -> list[str]:
 
 def render(template: str, fields: Mapping[str, Any] | Any, where: str) -> str:
     """Fill ``template`` from ``fields`` (a mapping or a :class:`~mtpt.tasks.readers.Row`)."""
-    out = []
+    return render_inputs(template, fields, where)[0]
+
+
+def render_inputs(template: str, fields: Mapping[str, Any] | Any,
+                  where: str) -> tuple[str, tuple[str, ...]]:
+    """The rendered text and the inserted field values in template order (``Example.inputs``)."""
+    out, values = [], []
     for literal, name, _, _ in string.Formatter().parse(template):
         out.append(literal)
         if name is None:
@@ -45,8 +51,9 @@ def render(template: str, fields: Mapping[str, Any] | Any, where: str) -> str:
         except KeyError:
             raise TaskDataError(f"{where}: the template needs field {name!r}, which this record "
                                 f"does not have; fix the template or the data") from None
-        out.append("" if value is None else str(value))
-    return "".join(out)
+        values.append("" if value is None else str(value))
+        out.append(values[-1])
+    return "".join(out), tuple(values)
 
 
 def label_key(value: Any) -> str:
@@ -86,8 +93,8 @@ class Prompt:
 
     def classify(self, task: str, fields: Any, label: int, where: str) -> Example:
         words = self.label_words
-        return Example(render(self.template, fields, where), words[label], words, label,
-                       gold=label, task=task)
+        text, inputs = render_inputs(self.template, fields, where)
+        return Example(text, words[label], words, label, gold=label, task=task, inputs=inputs)
 
     def choose(self, task: str, fields: Any, choices: Sequence[str], label: int,
                where: str, group: str | None = None) -> Example:
@@ -97,8 +104,9 @@ class Prompt:
             raise TaskDataError(f"{where}: duplicate answer options {choices}")
         if not 0 <= label < len(choices):
             raise TaskDataError(f"{where}: answer index {label} outside the {len(choices)} options")
-        return Example(render(self.template, fields, where), choices[label], choices, label,
-                       gold=label, task=task, group=group)
+        text, inputs = render_inputs(self.template, fields, where)
+        return Example(text, choices[label], choices, label, gold=label, task=task, group=group,
+                       inputs=inputs)
 
     def regress(self, task: str, fields: Any, score: float, grid: tuple[float, ...],
                 words: tuple[str, ...], where: str) -> Example:
@@ -106,8 +114,8 @@ class Prompt:
         if not grid[0] - 1e-9 <= score <= grid[-1] + 1e-9:
             raise TaskDataError(f"{where}: score {score} outside [{grid[0]}, {grid[-1]}]")
         idx = min(range(len(grid)), key=lambda i: (abs(grid[i] - score), i))
-        return Example(render(self.template, fields, where), words[idx], words, idx,
-                       gold=float(score), task=task)
+        text, inputs = render_inputs(self.template, fields, where)
+        return Example(text, words[idx], words, idx, gold=float(score), task=task, inputs=inputs)
 
     def generate(self, task: str, fields: Any, answers: Sequence[str], where: str,
                  prefix: str = "") -> Example:
@@ -115,8 +123,9 @@ class Prompt:
         answers = tuple(a for a in answers if a is not None and str(a).strip())
         if not answers:
             raise TaskDataError(f"{where}: no reference answer; fix or remove the row")
-        return Example(render(self.template, fields, where), prefix + str(answers[0]), (), -1,
-                       gold=tuple(str(a) for a in answers), task=task)
+        text, inputs = render_inputs(self.template, fields, where)
+        return Example(text, prefix + str(answers[0]), (), -1,
+                       gold=tuple(str(a) for a in answers), task=task, inputs=inputs)
 
 
 def float_grid(lo: float, hi: float, step: float) -> tuple[float, ...]:

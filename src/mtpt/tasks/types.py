@@ -23,6 +23,11 @@ class TaskDataError(MtptError, ValueError):
     """Bad or missing task data. The message names the file (and line / item / field) and a fix."""
 
 
+class DecontaminationWarning(UserWarning):
+    """Examples were removed because their input duplicates another split's input (inside a
+    task) or a source task's training input (cross-task leakage). The message gives the counts."""
+
+
 @dataclass(frozen=True)
 class Example:
     """One text-to-text example.
@@ -37,6 +42,11 @@ class Example:
     ``label`` is -1. ``gold`` is what :func:`mtpt.metrics.compute_metrics` compares against: the
     class index, the float score (regression) or a tuple of reference strings (QA). ``group``
     is the MultiRC question id (needed by the MultiRC metrics), else ``None``.
+
+    ``inputs`` holds the raw values of the template's fields, in template order (the review, the
+    premise and hypothesis, ...): what cross-task overlap compares (:mod:`mtpt.tasks.overlap`),
+    since two tasks render the same sentence through different templates. ``()`` when the
+    example was built without a template; overlap then falls back to ``text``.
     """
 
     text: str
@@ -46,6 +56,7 @@ class Example:
     gold: Any = None
     task: str = ""
     group: str | None = None
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.choices:

@@ -39,7 +39,8 @@ from typing import Any
 from .base import KINDS, Example, Task, TaskDataError
 from .kshot import holdout
 from .readers import Row, read_csv, read_json, read_jsonl
-from .templates import Prompt, float_grid, grid_words, label_key, lookup, render, template_fields
+from .templates import (Prompt, float_grid, grid_words, label_key, lookup, render_inputs,
+                        template_fields)
 
 ALLOWED_KEYS = {"name", "language", "kind", "template", "label_column", "label_words", "metrics",
                 "files", "format", "delimiter", "validation_fraction", "value_grid", "family",
@@ -259,8 +260,9 @@ def _converter(name, language, kind, prompt, label_column, labels, grid):
                                     f"the row") from None
             if grid:
                 return prompt.regress(name, row, value, grid, grid_words(grid, prefix), row.where)
-            return Example(render(prompt.template, row, row.where), prefix + str(raw).strip(),
-                           (), -1, gold=value, task=name)
+            text, inputs = render_inputs(prompt.template, row, row.where)
+            return Example(text, prefix + str(raw).strip(), (), -1, gold=value, task=name,
+                           inputs=inputs)
         answers = raw if isinstance(raw, list) else [raw]
         return prompt.generate(name, row, [str(a) for a in answers if a is not None], row.where,
                                prefix=prefix)

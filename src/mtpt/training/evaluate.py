@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
+from mtpt.errors import MtptError
 from mtpt.evaluation import (Predictions, RankNormalization, generate_answers, metric_inputs, prediction_shares,
                              rank_choices)
 from mtpt.metrics import compute_metrics
 from mtpt.model import SoftPromptModel
 from mtpt.runtime import RunParts
-from mtpt.tasks import Example, Task
+from mtpt.tasks import DecontaminationWarning, Example, Task, get_task
+from mtpt.tasks.overlap import EVAL_SPLITS, MIN_WORDS, Leakage, remove_leaked
 
 
 @dataclass
@@ -24,18 +30,87 @@ class EvalSet:
 
 
 def load_eval_sets(parts: RunParts, split: str) -> list[EvalSet]:
-    """One evaluation set per task that has data for ``split`` (source-only tasks are skipped)."""
-    data, root = parts.config.data, parts.config.data_root()
+    """One evaluation set per task that has data for ``split`` (source-only tasks are skipped).
+
+    When the run has sources (``parts.source_tasks``), the test inputs that occur (normalised) in the sources'
+    training data are removed (:mod:`mtpt.tasks.overlap`: a score on them measures memory, not transfer);
+    validation overlaps are counted but the published sets stay as they are. A
+    :class:`~mtpt.tasks.DecontaminationWarning` gives the counts; :func:`leakage_report` returns them."""
     sets = []
     for index, task in enumerate(parts.tasks):
-        if task.source_only or not task.sizes(root).get(split):
-            continue  # no data for this split (e.g. a user task without a test file)
-        # Validation follows the k-shot protocol when training does; test sets are always full (or capped).
-        kshot = data.kshot if split == "validation" and data.kshot_validation == "kshot" else None
-        examples = task.examples(split, root, kshot=kshot, seed=data.kshot_seed, max_examples=data.max_eval_examples)
+        examples = _split_examples(parts, task, split)
+        if examples and parts.source_tasks:
+            examples, leakage = _without_leaked(parts, task, split, examples)
+            _warn_leakage(leakage)
         if examples:
             sets.append(EvalSet(task, index, split, examples))
     return sets
+
+
+def _split_examples(parts: RunParts, task: Task, split: str) -> list[Example]:
+    data, root = parts.config.data, parts.config.data_root()
+    if task.source_only or not task.sizes(root).get(split):
+        return []  # no data for this split (e.g. a user task without a test file)
+    # Validation follows the k-shot protocol when training does; test sets are always full (or capped).
+    kshot = data.kshot if split == "validation" and data.kshot_validation == "kshot" else None
+    return task.examples(split, root, kshot=kshot, seed=data.kshot_seed, max_examples=data.max_eval_examples)
+
+
+def _without_leaked(parts: RunParts, task: Task, split: str, examples: list[Example]) -> tuple[list[Example], Leakage]:
+    sources = [_source_task(name) for name in parts.source_tasks]
+    kept, leakage = remove_leaked(task, split, examples, sources, parts.config.data_root(), remove=split == "test")
+    if not kept:
+        raise MtptError(f"Every {split} input of task {task.name!r} occurs in the training data of its sources "
+                        f"({', '.join(parts.source_tasks)}): nothing is left to measure transfer on; choose other "
+                        f"sources (`mtpt tasks --overlap {task.name} {' '.join(parts.source_tasks)}` shows the overlap).")
+    return kept, leakage
+
+
+def _source_task(name: str) -> Task:
+    """A source task by registered name or spec path."""
+    path = Path(name)
+    try:
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            return _spec_task(str(path.resolve()), path.stat().st_mtime_ns)
+        return get_task(name)
+    except KeyError as err:
+        raise MtptError(f"Source task {name!r} of this run: {err.args[0]}") from None
+
+
+@lru_cache(maxsize=16)
+def _spec_task(path: str, _mtime: int) -> Task:
+    # loading a spec makes a new task, whose data (and overlap keys, cached per task) would be read again
+    return get_task(path)
+
+
+def _warn_leakage(leakage: Leakage) -> None:
+    found = {source: n for source, n in leakage.by_source.items() if n}
+    if not found:
+        return
+    pairs = ", ".join(f"{n} in {source}" for source, n in found.items())
+    done = (f"removed {leakage.removed}, {leakage.kept} left" if leakage.split == "test"
+            else "kept (published validation sets stay as published)")
+    warnings.warn(f"task {leakage.target!r}: {leakage.found} of {leakage.examined} {leakage.split} inputs occur "
+                  f"in the training data of the run's sources ({pairs}); {done}", DecontaminationWarning)
+
+
+def leakage_report(parts: RunParts) -> dict[str, Any] | None:
+    """The run's cross-task leakage, JSON-able, for ``results.json`` and the log; ``None`` without sources.
+
+    ``{"sources": [...], "min_words": 4, "validation": {task: counts}, "test": {task: counts}}``, where counts are
+    :meth:`mtpt.tasks.overlap.Leakage.to_json` (``examined``, ``found``, ``removed``, ``kept``, ``by_source``:
+    source -> inputs found in its training data); only the test split has inputs removed."""
+    if not parts.source_tasks:
+        return None
+    report: dict[str, Any] = {"sources": list(parts.source_tasks), "min_words": MIN_WORDS}
+    for split in EVAL_SPLITS:
+        per_task = {}
+        for task in parts.tasks:
+            examples = _split_examples(parts, task, split)
+            if examples:
+                per_task[task.name] = _without_leaked(parts, task, split, examples)[1].to_json()
+        report[split] = per_task
+    return report
 
 
 def predict(model: SoftPromptModel, parts: RunParts, examples: list[Example], task_index: int, device) -> Predictions:

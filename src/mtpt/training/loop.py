@@ -31,7 +31,7 @@ from mtpt.precision import make_accelerator
 from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
                                      save_checkpoint)
-from mtpt.training.evaluate import evaluate_sets, load_eval_sets, mean_metric
+from mtpt.training.evaluate import evaluate_sets, leakage_report, load_eval_sets, mean_metric
 from mtpt.training.sampling import MixtureSampler, mixing_weights
 from mtpt.training.step import MicroBatch, TrainingStep
 
@@ -246,9 +246,13 @@ class Trainer:
                 continue
             sets = self.eval_sets if split == "validation" else load_eval_sets(self.parts, split)
             result.final[split] = evaluate_sets(self.unwrapped, self.parts, sets, self.acc)
+        leakage = leakage_report(self.parts)  # None unless the run has sources
         if self.acc.is_main_process:
             summary = {"best_step": result.best_step, "best_metric": result.best_metric, "final": result.final,
                        "environment": run_environment(self.acc.num_processes, self.acc.mixed_precision)}
+            if leakage is not None:
+                summary["leakage"] = leakage
+                self._log({"event": "leakage", "step": self.step, "leakage": leakage})
             atomic_write_text(self.run_dir / "results.json", json.dumps(summary, indent=1))
         if self.tb is not None:
             self.tb.close()

@@ -96,6 +96,7 @@ def _search(parts, method, candidates) -> GridResult:
 def _write_run(parts, method, result: GridResult, precision: str) -> None:
     from mtpt.config import dump_yaml, to_plain
     from mtpt.training.checkpoint import environment_versions, run_environment, save_checkpoint
+    from mtpt.training.evaluate import leakage_report
 
     run_dir, config = result.run_dir, parts.config
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +111,9 @@ def _write_run(parts, method, result: GridResult, precision: str) -> None:
     (run_dir / "grid.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.grid))
     summary = {"best_step": 0, "best_metric": result.best_metric, "best_lambdas": result.best_lambdas,
                "final": result.final, "environment": run_environment(precision=precision)}
+    leakage = leakage_report(parts)  # the test inputs removed as occurring in the sources' training data
+    if leakage is not None:
+        summary["leakage"] = leakage
     atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=1))
 
 
