@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, to_plain
 from mtpt.errors import MtptError
 from mtpt.inference import InputError, load_predictor
 from mtpt.runs import load_run, zero_shot_config
+from mtpt.tasks.label_words import LabelWordWarning
 from mtpt.training.loop import train
 from predict_helpers import REPO, labels, log_likelihoods, review_rows, review_task
 
@@ -103,7 +105,9 @@ def test_records_score_every_label_in_input_order(pt_run, spec):
 
 
 def test_predict_prints_records_a_progress_bar_and_the_label_word_warning(pt_run, spec, capsys):
-    assert cli_main(["predict", str(pt_run), "--input", str(spec.parent / "reviews" / "test.csv")]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", LabelWordWarning)  # as Python shows warnings by default
+        assert cli_main(["predict", str(pt_run), "--input", str(spec.parent / "reviews" / "test.csv")]) == 0
     out, err = capsys.readouterr()
     assert len([json.loads(line) for line in out.splitlines()]) == 10
     assert "10/10" in err and "row" in err  # tqdm on stderr
@@ -133,7 +137,7 @@ def test_a_missing_field_names_the_line_and_the_field(pt_run, tmp_path, capsys):
     assert f"{tmp_path / 'bad.csv'}:2: field 'text' is missing (task 'my-reviews' needs text)" in err
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"text": ["a", "list"]}\n')
     assert cli_main(["predict", str(pt_run), "--input", str(tmp_path / "bad.jsonl")]) == 1
-    assert f"bad.jsonl:2: field 'text' must be text or a number, got list" in capsys.readouterr().err
+    assert "bad.jsonl:2: field 'text' must be text or a number, got list" in capsys.readouterr().err
 
 
 def test_input_errors_from_the_api_name_the_row_and_field(pt_run):
@@ -231,3 +235,18 @@ def predictor_scores_for_both_tasks(run: Path, text: str) -> list[list[float]]:
         return log_likelihoods(predictor.predict([{"text": text, "task": "toy-a"}, {"text": text, "task": "toy-b"}]))
     finally:
         predictor.close()
+
+
+def test_predict_command_line_errors(pt_run, spec, tmp_path, capsys):
+    test_csv = str(spec.parent / "reviews" / "test.csv")
+    with pytest.raises(SystemExit):
+        cli_main(["predict", str(pt_run), "--backbone", "tiny-llama", "--input", test_csv])
+    assert "give a run folder, or --backbone NAME with --task" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--backbone", "tiny-llama", "--input", test_csv])
+    assert "--backbone needs --task" in capsys.readouterr().err
+    assert cli_main(["predict", str(pt_run), "--input", str(tmp_path / "absent.csv")]) == 1
+    assert "Input file not found" in capsys.readouterr().err
+    assert cli_main(["predict", str(pt_run), "--input", test_csv, "--checkpoint", "last",
+                     "--out", str(tmp_path / "last.jsonl")]) == 0
+    assert len(read_jsonl(tmp_path / "last.jsonl")) == 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mtpt.errors import MtptError
 
@@ -22,18 +23,22 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Benchmark data folder for --backbone with registered tasks (default: $MTPT_DATA_ROOT).")
 
 
+def _check_model_arguments(args, parser: argparse.ArgumentParser) -> None:
+    if (args.run_dir is None) == (args.backbone is None):
+        parser.error("give a run folder, or --backbone NAME with --task")
+    if args.run_dir is not None and args.task is not None and len(args.task) > 1:
+        parser.error("with a run, --task names one task (the default of rows without a `task` field)")
+    if args.backbone is not None and not args.task:
+        parser.error("--backbone needs --task (a registered task name or a YAML task spec)")
+
+
 def _load(args, parser: argparse.ArgumentParser):
     from mtpt.inference.predictor import load_predictor
 
-    if (args.run_dir is None) == (args.backbone is None):
-        parser.error("give a run folder, or --backbone NAME with --task")
+    _check_model_arguments(args, parser)
     if args.run_dir is not None:
-        if args.task is not None and len(args.task) > 1:
-            parser.error("with a run, --task names one task (the default of rows without a `task` field)")
         return load_predictor(args.run_dir, args.task[0] if args.task else None, checkpoint=args.checkpoint,
                               batch_size=args.batch_size)
-    if not args.task:
-        parser.error("--backbone needs --task (a registered task name or a YAML task spec)")
     return load_predictor(args.backbone, args.task, batch_size=args.batch_size, data_root=args.data_root)
 
 
@@ -52,7 +57,10 @@ def cmd_predict(argv: list[str]) -> int:
                         help="Column names of a CSV / TSV file without a header row.")
     parser.add_argument("--out", default=None, help="JSONL file for the records (default: stdout).")
     args = parser.parse_args(argv)
-    rows, where = read_rows(args.input, args.format, args.columns)
+    _check_model_arguments(args, parser)
+    if not Path(args.input).is_file():
+        raise MtptError(f"Input file not found: {args.input}")
+    rows, where = read_rows(args.input, args.format, args.columns)  # before the model loads: bad input fails fast
     predictor = _load(args, parser)
     try:
         records = predictor.predict_prepared(predictor.prepare(rows, where=where), progress=True)

@@ -55,7 +55,7 @@ def read_rows(path: str | Path, fmt: str | None = None, columns: Sequence[str] |
         rows = read_jsonl(path) if fmt == "jsonl" else read_json(path)
     else:
         raise MtptError(f"Cannot tell the format of {path}: use a .csv, .tsv, .jsonl or .json file "
-                        f"(or name the format).")
+                        f"(or give the format: --format).")
     return [row.data for row in rows], [row.where for row in rows]
 
 

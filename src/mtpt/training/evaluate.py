@@ -80,7 +80,8 @@ def predict(model: SoftPromptModel, parts: RunParts, examples: Sequence[Example]
 
 
 def evaluate_sets(model: SoftPromptModel, parts: RunParts, sets: list[EvalSet], acc: Accelerator,
-                  on_predictions: Callable[[EvalSet, Predictions], object] | None = None) -> dict[str, dict[str, float]]:
+                  on_predictions: Callable[[EvalSet, Predictions], object] | None = None
+                  ) -> dict[str, dict[str, float]]:
     """Metrics per task; each process scores every ``num_processes``-th example and the results are gathered.
     ``on_predictions`` receives each set's predictions in example order, with every choice's scores (for
     per-example prediction files)."""
