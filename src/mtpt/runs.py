@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtpt.backbones import Backbone, local_reference
 from mtpt.atomic import atomic_write_text
+from mtpt.backbones import Backbone, local_reference
 from mtpt.config import DataConfig, RunConfig, load_yaml, run_config_from_dict
 from mtpt.errors import MtptError
 from mtpt.contract import ExtraState, TaskPrompts
