@@ -54,6 +54,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     parser.add_argument("--max-eval-examples", type=int, default=None, help="Cap each split (seeded sample).")
     parser.add_argument("--scorer", choices=["rank", "generate"], default=None, help="Override the run's scorer.")
     parser.add_argument("--predictions", default=None, help="Write per-example prediction records to this JSONL file.")
+    parser.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"], default=None,
+                        help="Override the run's autocast precision (zero-shot default: auto).")
     args = parser.parse_args(argv)
     from mtpt.runs import evaluate_run, evaluate_zero_shot
 
@@ -63,12 +65,12 @@ def cmd_evaluate(argv: list[str]) -> int:
         if not args.tasks:
             parser.error("--backbone needs --tasks")
         results = evaluate_zero_shot(args.backbone, args.tasks, args.splits, args.max_eval_examples, args.scorer,
-                                     args.data_root, args.predictions)
+                                     args.data_root, args.predictions, args.precision)
     else:
         if args.tasks is not None:
             parser.error("--tasks is for --backbone; a run evaluates its own tasks")
         results = evaluate_run(args.run_dir, args.checkpoint, args.splits, args.max_eval_examples, args.scorer,
-                               predictions=args.predictions)
+                               predictions=args.predictions, precision=args.precision)
     _print_results(results)
     if args.predictions:
         print(f"predictions: {args.predictions}")

@@ -68,26 +68,30 @@ def zero_shot_config(backbone: str, tasks: list[str], data_root: str | None = No
 
 
 def evaluate_run(run_dir, which="best", splits=("test",), max_eval_examples=None, scorer=None, backbone=None,
-                 predictions: str | Path | None = None) -> dict:
+                 predictions: str | Path | None = None, precision: str | None = None) -> dict:
     """Metrics of a run's checkpoint on ``splits`` (also written to the run folder's ``eval_<which>.json``);
     ``predictions`` names a JSONL file for one record per example (see :mod:`mtpt.inference.records`)."""
     parts = load_run(run_dir, which, backbone)
-    results = evaluate_parts(parts, splits, max_eval_examples, scorer, predictions)
+    results = evaluate_parts(parts, splits, max_eval_examples, scorer, predictions, precision)
     out = Path(run_dir) / f"eval_{which if which in ('best', 'last') else 'custom'}.json"
     out.write_text(json.dumps(results, indent=1))
     return results
 
 
 def evaluate_zero_shot(backbone: str, tasks: list[str], splits=("test",), max_eval_examples=None, scorer=None,
-                       data_root: str | None = None, predictions: str | Path | None = None) -> dict:
+                       data_root: str | None = None, predictions: str | Path | None = None,
+                       precision: str | None = None) -> dict:
     """Metrics of a bare backbone (no prompt) on ``tasks``: the zero-shot baseline, without a run folder."""
     return evaluate_parts(build_run(zero_shot_config(backbone, tasks, data_root)), splits, max_eval_examples,
-                          scorer, predictions)
+                          scorer, predictions, precision)
 
 
 def evaluate_parts(parts: RunParts, splits, max_eval_examples=None, scorer=None,
-                   predictions: str | Path | None = None) -> dict:
-    """Metrics per split and task of a built run; with ``predictions``, per-example records to that JSONL file."""
+                   predictions: str | Path | None = None, precision: str | None = None) -> dict:
+    """Metrics per split and task of a built run; with ``predictions``, per-example records to that JSONL file;
+    ``precision`` overrides the run's autocast precision."""
+    if precision is not None:
+        parts.config.train.precision = precision
     if max_eval_examples is not None:
         parts.config.data.max_eval_examples = max_eval_examples
     if scorer is not None:

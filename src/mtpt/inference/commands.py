@@ -19,6 +19,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                              "registered names or YAML task specs.")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint folder (runs only).")
     parser.add_argument("--batch-size", type=int, default=None, help="Rows per batch (default: the run's).")
+    parser.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"], default=None,
+                        help="Autocast precision (default: the run's, as `mtpt evaluate` uses). Under bf16 a row's "
+                             "scores shift slightly with the rows it is batched with; `no` (fp32) avoids that.")
     parser.add_argument("--data-root", default=None,
                         help="Benchmark data folder for --backbone with registered tasks (default: $MTPT_DATA_ROOT).")
 
@@ -38,8 +41,9 @@ def _load(args, parser: argparse.ArgumentParser):
     _check_model_arguments(args, parser)
     if args.run_dir is not None:
         return load_predictor(args.run_dir, args.task[0] if args.task else None, checkpoint=args.checkpoint,
-                              batch_size=args.batch_size)
-    return load_predictor(args.backbone, args.task, batch_size=args.batch_size, data_root=args.data_root)
+                              batch_size=args.batch_size, precision=args.precision)
+    return load_predictor(args.backbone, args.task, batch_size=args.batch_size, precision=args.precision,
+                          data_root=args.data_root)
 
 
 def cmd_predict(argv: list[str]) -> int:

@@ -22,7 +22,8 @@ class Predictor:
     share batches. ``task`` (or the constructor's ``task``) is the task of rows without a ``task`` field; a
     single-task model needs neither."""
 
-    def __init__(self, parts: RunParts, *, task: str | None = None, batch_size: int | None = None):
+    def __init__(self, parts: RunParts, *, task: str | None = None, batch_size: int | None = None,
+                 precision: str | None = None):
         from mtpt.precision import make_accelerator
 
         self.parts = parts
@@ -33,7 +34,11 @@ class Predictor:
             if batch_size < 1:
                 raise MtptError(f"The batch size must be at least 1, got {batch_size}.")
             parts.config.eval.batch_size = batch_size
-        # The precision the run validated with, so that predictions equal `mtpt evaluate`'s.
+        if precision is not None:
+            parts.config.train.precision = precision
+        # By default the precision the run validated with, so that predictions equal `mtpt evaluate`'s. Under bf16
+        # a row's scores shift with its batch's shapes by bf16 rounding (a few 0.01 on SmolLM2); fp32 ("no")
+        # makes them independent of how rows are batched to about 1e-5.
         self.accelerator = make_accelerator(parts.config.train.precision)
         parts.model.to(self.accelerator.device)
         parts.model.eval()
@@ -87,24 +92,26 @@ def is_run_folder(path: str | Path) -> bool:
 
 
 def load_predictor(run_or_backbone: str | Path, task: str | Sequence[str] | None = None, *,
-                   checkpoint: str = "best", batch_size: int | None = None,
+                   checkpoint: str = "best", batch_size: int | None = None, precision: str | None = None,
                    data_root: str | None = None) -> Predictor:
     """A :class:`Predictor` for a run folder written by ``mtpt train`` (its ``checkpoint``: ``best``, ``last`` or a
     checkpoint folder), or for a backbone (an alias such as ``smollm2-135m``, a model folder, a hub id) used
     zero-shot on ``task``: a registered task name, a YAML task spec, or a list of them.
 
-    For a run, ``task`` (one name) is the default task of rows without a ``task`` field. ``data_root`` is only
-    needed by the tasks of a zero-shot predictor that read benchmark data when built."""
+    For a run, ``task`` (one name) is the default task of rows without a ``task`` field. ``precision`` (``auto``,
+    ``no``, ``bf16``, ``fp16``) overrides the run's (zero-shot: ``auto``). ``data_root`` is only needed by the tasks
+    of a zero-shot predictor that read benchmark data when built."""
     from mtpt.runs import load_run, zero_shot_config
     from mtpt.runtime import build_run
 
     if is_run_folder(run_or_backbone):
         if task is not None and not isinstance(task, str):
             raise MtptError("For a run, `task` is one task name: the default task of rows without a task field.")
-        return Predictor(load_run(run_or_backbone, checkpoint), task=task, batch_size=batch_size)
+        return Predictor(load_run(run_or_backbone, checkpoint), task=task, batch_size=batch_size,
+                         precision=precision)
     if not task:
         raise MtptError(f"{run_or_backbone} is not a run folder (no config.yaml), so it is read as a backbone, "
                         f"which needs a task (a registered name or a YAML task spec) to predict zero-shot.")
     tasks = [task] if isinstance(task, str) else list(task)
     parts = build_run(zero_shot_config(str(run_or_backbone), tasks, data_root))
-    return Predictor(parts, batch_size=batch_size)
+    return Predictor(parts, batch_size=batch_size, precision=precision)
