@@ -3,6 +3,7 @@ the CLI, on never-seen tasks whose specs come from docs/tasks.md; mixed-task bat
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -221,6 +222,13 @@ def test_a_mixed_task_batch_gives_each_row_its_single_task_prediction(method, tm
     finally:
         predictor.close()
     single = [alone[r["task"]][[x for x in rows if x["task"] == r["task"]].index(r)] for r in rows]
+    with open(tmp_path / "rows.csv", "w", newline="") as f:  # the same rows from a file with a `task` column
+        writer = csv.DictWriter(f, ["task", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli_main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "rows.csv"), "--batch-size", "8",
+                     "--out", str(tmp_path / "p.jsonl")]) == 0
+    assert_same_predictions(read_jsonl(tmp_path / "p.jsonl"), mixed, tol=0)
     assert [r["task"] for r in mixed] == [r["task"] for r in rows]
     assert_same_predictions(mixed, single, tol=1e-4)
     assert_same_predictions(by_default, alone["toy-b"], tol=0)
