@@ -88,6 +88,7 @@ class Predictor:
 
 
 def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by ``mtpt train`` (it holds the run's ``config.yaml``)."""
     return (Path(path) / "config.yaml").is_file()
 
 

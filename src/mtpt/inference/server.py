@@ -42,6 +42,8 @@ class ServeLimits:
 
 @dataclass
 class ServeStats:
+    """What the worker has scored (``GET /health``): batching shows as fewer batches than requests."""
+
     batches: int = 0
     rows: int = 0
     largest_batch: int = 0
@@ -49,6 +51,7 @@ class ServeStats:
 
 
 def error(status: int, message: str, where: str | None = None) -> JSONResponse:
+    """The JSON error answer: what is wrong and which field (``rows[2].text``, ``body``...)."""
     return JSONResponse({"error": message, "field": where}, status_code=status)
 
 
