@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from mtpt.errors import MtptError
+from mtpt.loading import read_tensors
 
 PROMPT_KEY = "prompt"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -29,10 +30,12 @@ def load_prompt_tensor(path: str | Path) -> Tensor:
         raise MtptError(f"{path} holds neither prompt.safetensors nor {PEFT_WEIGHTS}.")
     if not path.exists():
         raise MtptError(f"Prompt file {path} does not exist.")
-    tensors = load_file(str(path))
+    tensors = read_tensors(path, "Prompt file")  # checked finite: a NaN prompt must never pass as a result
     for key in (PROMPT_KEY, PEFT_KEY):
         if key in tensors:
             return tensors[key]
     if len(tensors) == 1:
         return next(iter(tensors.values()))
+    if not tensors:
+        raise MtptError(f"{path} holds no tensor: not a prompt file.")
     raise MtptError(f"{path} holds several tensors ({', '.join(tensors)}) and none is named '{PROMPT_KEY}'.")

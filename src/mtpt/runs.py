@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mtpt.atomic import atomic_write_text
 from mtpt.backbones import Backbone
-from mtpt.config import load_yaml, run_config_from_dict
+from mtpt.config import load_yaml, run_config_from_dict, validate
 from mtpt.errors import MtptError
 from mtpt.contract import TaskPrompts
 from mtpt.peft_io import export_peft_prompt
@@ -52,11 +53,12 @@ def evaluate_run(run_dir, which="best", splits=("test",), max_eval_examples=None
         parts.config.data.max_eval_examples = max_eval_examples
     if scorer is not None:
         parts.config.eval.scorer = scorer
+    validate(parts.config)  # the overrides above, checked like the run's own values
     acc = make_accelerator(parts.config.train.precision)  # the precision the run validated with
     parts.model.to(acc.device)
     results = {split: evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc) for split in splits}
     out = Path(run_dir) / f"eval_{which if which in ('best', 'last') else 'custom'}.json"
-    out.write_text(json.dumps(results, indent=1))
+    atomic_write_text(out, json.dumps(results, indent=1))
     parts.model.detach_method()
     return results
 
@@ -79,9 +81,9 @@ def export_run(run_dir, out, fmt="peft", task=None, which="best", backbone=None)
     return export_peft_prompt(prompt, out, parts.backbone.model, parts.backbone.name)
 
 
-# fields that change where or how a run is logged or resumed, not what it trains or measures
+# fields that change where or how a run is logged, resumed or guarded, not what it trains or measures
 BOOKKEEPING_FIELDS = frozenset({"output_dir", "train.resume", "train.log_every", "train.tensorboard",
-                                "eval.batch_size"})
+                                "eval.batch_size", "train.allow_config_change", "train.divergence_factor"})
 
 
 def refuse_changed_run(planned) -> None:
@@ -89,19 +91,35 @@ def refuse_changed_run(planned) -> None:
     another config: reusing it would silently mix protocols (e.g. after editing ``kshot`` or ``steps``). A run
     that recorded no config (zero-shot trains nothing) has nothing to compare; ``output_dir`` itself is not
     compared (a moved folder holds the same run), nor are the fields of :data:`BOOKKEEPING_FIELDS`."""
-    import yaml
-
-    from mtpt.config import to_plain
-
     out = Path(planned.output_dir)
-    saved = out / "config.yaml"
-    if not (out / "results.json").exists() or not saved.exists():
+    if not (out / "results.json").exists() or not (out / "config.yaml").exists():
         return
-    changed = changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned), ignore=BOOKKEEPING_FIELDS)
+    changed = recorded_changes(planned)
     if changed:
         raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
                         f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
                         f"or restore the config.")
+
+
+def recorded_changes(planned) -> list[str]:
+    """``"field: recorded -> planned"`` for every field that alters what is trained or measured in which
+    ``planned`` differs from the run folder's own ``config.yaml`` (and, where recorded, the method's resolved
+    options in ``method_config.yaml``). Paths are compared resolved on both sides, so a recorded relative path and
+    the same file named absolutely agree."""
+    from mtpt.config import load_yaml, method_config, resolved_paths, to_plain
+
+    out = Path(planned.output_dir)
+    changed = changed_fields(resolved_paths(load_yaml(out / "config.yaml")), resolved_paths(to_plain(planned)),
+                             ignore=BOOKKEEPING_FIELDS)
+    if (out / "method_config.yaml").exists():
+        spec, options = method_config(planned.method)
+        saved = load_yaml(out / "method_config.yaml")  # {method: <name>, ...every option}
+        saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
+        recorded = resolved_paths({"method": saved})["method"]
+        now = resolved_paths({"method": {"name": spec.name, **to_plain(options)}})["method"]
+        changed += [f"method.{line}" for line in changed_fields(recorded, now)
+                    if not line.startswith("name:")]  # a changed name is reported by config.yaml already
+    return list(dict.fromkeys(changed))
 
 
 def changed_fields(recorded: Any, planned: Any, path: str = "", ignore: frozenset[str] = frozenset()) -> list[str]:

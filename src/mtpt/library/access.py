@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
 
-from safetensors.torch import load_file
 from torch import Tensor
 
 from mtpt.errors import MtptError
 from mtpt.library.format import SourceLibrary
+from mtpt.loading import read_json, read_tensors
 from mtpt.contract import BuildContext
 from mtpt.prompt_io import PROMPT_KEY, load_prompt_tensor
 
@@ -58,7 +57,7 @@ def kept_checkpoint(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     results = run_dir / "results.json"
     best = run_dir / "checkpoints" / "best"
-    metric = json.loads(results.read_text()).get("best_metric") if results.exists() else None
+    metric = read_json(results).get("best_metric") if results.exists() else None
     if metric is not None and math.isfinite(float(metric)) and best.exists():
         return best
     last = run_dir / "checkpoints" / "last"
@@ -86,7 +85,7 @@ def read_prompt(path: str | Path, backbone=None) -> Tensor:
     if path.is_dir() and (path / "checkpoints").is_dir():
         path = kept_checkpoint(path)
     if path.is_dir() and (path / "method.safetensors").exists():
-        tensors = load_file(str(path / "method.safetensors"))
+        tensors = read_tensors(path / "method.safetensors", "checkpoint file")
         prompt = tensors.get(PROMPT_KEY)
         if prompt is not None and prompt.dim() == 2:
             return prompt.float()

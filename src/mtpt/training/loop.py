@@ -21,9 +21,10 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from mtpt import faults
 from mtpt.atomic import atomic_write_text
 from mtpt.batching import pad_batch
-from mtpt.config import RunConfig, dump_yaml, to_plain
+from mtpt.config import RunConfig, dump_yaml, to_plain, validate
 from mtpt.errors import MtptError
 from mtpt.contract import ExtraLosses, LossContext, ParamGroups, StepCallbacks, WantsHiddenStates
 from mtpt.model import SoftPromptModel, task_loss
@@ -32,6 +33,8 @@ from mtpt.runtime import RunParts, build_run
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
                                      save_checkpoint)
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets, mean_metric
+from mtpt.training.guards import LossGuard
+from mtpt.training.run_folder import claim, cut_logs, open_for_training, shared
 from mtpt.training.sampling import MixtureSampler, mixing_weights
 
 
@@ -89,6 +92,7 @@ class Trainer:
         self.best_step = 0
         self.evals_without_gain = 0
         self.tb = None
+        self.guard = LossGuard(self.cfg.train.divergence_factor, self.run_dir / "checkpoints", self.cfg.train.lr)
 
     # --- set-up -------------------------------------------------------------------------------------------------
     def _check_batch_split(self) -> None:
@@ -115,6 +119,13 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        """Train into the run folder, holding it for this launch (a second launch on it fails at once)."""
+        validate(self.cfg)
+        with claim(self.run_dir, self.acc.state):
+            self.opening = shared(self.acc.state, lambda: open_for_training(self.cfg))
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         self._prepare_run_dir()
         self._maybe_resume()
         cfg = self.cfg.train
@@ -122,7 +133,9 @@ class Trainer:
         started = time.perf_counter()
         while self.step < cfg.steps:
             logs = self._train_step()
+            self.guard.observe(self.step + 1, logs["loss"])
             self.step += 1
+            faults.point("train.step")
             progress.update(1)
             progress.set_postfix(loss=f"{logs['loss']:.4f}")
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
@@ -178,14 +191,7 @@ class Trainer:
             if isinstance(method, ExtraLosses):
                 # Extra terms are per-batch means: weight each micro-batch by its share of the process's batch.
                 terms.update({k: v * share for k, v in method.extra_losses(self._loss_context(batch, out)).items()})
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise MtptError(
-                    f"The {name!r} loss became {float(value.detach())} at step {self.step + 1} "
-                    f"(all terms: { {k: float(v.detach()) for k, v in terms.items()} }). Nothing was saved for this step. "
-                    "Lower train.lr, keep train.max_grad_norm set, or check the task data; "
-                    f"the last good checkpoint is in {self.run_dir / 'checkpoints'}."
-                )
+        self.guard.check_terms(terms, self.step + 1)
         return terms
 
     def _loss_context(self, batch, out) -> LossContext:
@@ -228,6 +234,7 @@ class Trainer:
                                 {**self._meta(), "validation": metrics})
             save_checkpoint(self.run_dir / "checkpoints" / "last", self.unwrapped.method, self._meta(),
                             trainer_state=self._trainer_state())
+        self.guard.saved_step = self.step
         self.acc.wait_for_everyone()
         patience = self.cfg.train.early_stopping_patience
         return patience is not None and self.evals_without_gain >= patience
@@ -258,18 +265,15 @@ class Trainer:
             "best_metric": -math.inf if self.best_metric is None else self.best_metric,
             "best_step": self.best_step,
             "evals_without_gain": self.evals_without_gain,
+            "guard": self.guard.state_dict(),
         }
 
     def _maybe_resume(self) -> None:
         last = self.run_dir / "checkpoints" / "last"
-        if not (self.cfg.train.resume and last.exists()):
-            if self.acc.is_main_process:  # a run starting from step 0 starts its log anew (no stale lines)
-                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if not self.opening.resume:  # a fresh start (open_for_training removed the earlier attempt's files)
             return
         load_method_state(last, self.unwrapped.method)
-        state = load_trainer_state(last)
-        if state is None:
-            return
+        state = load_trainer_state(last)  # missing or damaged: an error naming the file, never a restart
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -278,7 +282,13 @@ class Trainer:
         self.best_metric = None if state["best_metric"] == -math.inf else float(state["best_metric"])
         self.best_step = int(state["best_step"])
         self.evals_without_gain = int(state["evals_without_gain"])
-        self._log({"event": "resumed", "step": self.step})
+        self.guard.load_state_dict(state.get("guard"), self.step)
+        if self.acc.is_main_process:
+            cut_logs(self.run_dir, self.step)
+        repaired = {"repaired": self.opening.repaired} if self.opening.repaired else {}
+        self._log({"event": "resumed", "step": self.step, **repaired})
+        if self.opening.config_changes:
+            self._log({"event": "config_changed", "step": self.step, "changes": self.opening.config_changes})
 
     def _finish(self) -> TrainResult:
         best = self.run_dir / "checkpoints" / "best"
@@ -309,7 +319,7 @@ class Trainer:
             dump_yaml(resolved, self.run_dir / "method_config.yaml")
             groups = [{"name": g.get("name"), "lr": g.get("initial_lr", g["lr"]), "weight_decay": g["weight_decay"],
                        "parameters": sum(p.numel() for p in g["params"])} for g in self.optimizer.param_groups]
-            (self.run_dir / "param_groups.json").write_text(json.dumps(groups, indent=1))
+            atomic_write_text(self.run_dir / "param_groups.json", json.dumps(groups, indent=1))
             if self.cfg.train.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -321,6 +331,7 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
+        faults.point("train.logged")
         if self.tb is not None and "step" in record:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
@@ -329,8 +340,10 @@ class Trainer:
 
 def train(config: RunConfig, backbone=None) -> TrainResult:
     """Train a run end to end and evaluate its best checkpoint."""
-    parts = build_run(config, backbone)
-    try:
-        return Trainer(parts).fit()
-    finally:
-        parts.model.detach_method()
+    validate(config)
+    with claim(config.output_dir):  # before the backbone loads: a folder in use fails at once
+        parts = build_run(config, backbone)
+        try:
+            return Trainer(parts).fit()
+        finally:
+            parts.model.detach_method()

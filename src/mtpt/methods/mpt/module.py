@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from mtpt.errors import MtptError
 from mtpt.library.access import open_for_run, select_sources
+from mtpt.loading import read_tensors
 from mtpt.contract import BuildContext, LossContext, PromptBatch
 from mtpt.methods.mpt.config import MptConfig
 from mtpt.methods.mpt.distillation import distillation_loss, init_task_factors, mpt_task_prompts
@@ -183,7 +183,7 @@ def load_source_run(path: str, which: str, ctx: BuildContext) -> tuple[Tensor, T
         raise MtptError(f"{path} is a {meta.get('method')!r} run; source_run must be an MPT source-stage run.")
     if ctx.weights_hash and meta.get("weights_hash") not in (None, ctx.weights_hash):
         raise MtptError(f"{path} was trained on backbone {meta.get('backbone')!r} with other weights than this run's.")
-    tensors = load_file(str(folder / "method.safetensors"))
+    tensors = read_tensors(folder / "method.safetensors", "checkpoint file")
     shared, cols, rows = tensors[SHARED], tensors[COLS], tensors[ROWS]
     if shared.shape[1] != ctx.hidden_size:
         raise MtptError(f"{path} has hidden size {shared.shape[1]}, this backbone {ctx.hidden_size}.")

@@ -7,7 +7,6 @@ rank, scale) must equal the source run's, because theta0, B and the gates only m
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,8 +140,7 @@ class SourceRun:
 
 def load_source_run(path: str, ctx: BuildContext) -> SourceRun:
     """Read a TA-LoRA source-stage run folder (its kept checkpoint: best, or last without validation) or checkpoint."""
-    from safetensors.torch import load_file
-
+    from mtpt.loading import read_json, read_tensors
     from mtpt.training.checkpoint import METHOD_STATE, METHOD_WEIGHTS, read_meta
 
     if not path:
@@ -159,11 +157,11 @@ def load_source_run(path: str, ctx: BuildContext) -> SourceRun:
         raise MtptError(f"{path} is a {meta.get('method')!r} run; source_run must be a TA-LoRA source-stage run.")
     if ctx.weights_hash and meta.get("weights_hash") not in (None, ctx.weights_hash):
         raise MtptError(f"{path} was trained on backbone {meta.get('backbone')!r} with other weights than this run's.")
-    record = json.loads((folder / METHOD_STATE).read_text()).get("ta_lora", {})
+    record = read_json(folder / METHOD_STATE, what="checkpoint file").get("ta_lora", {})
     if record.get("stage") != "source":
         raise MtptError(f"{path} is a TA-LoRA {record.get('stage')!r}-stage run; source_run must be a "
                         "source-stage run.")
-    tensors = {k: v.float() for k, v in load_file(str(folder / METHOD_WEIGHTS)).items()}
+    tensors = {k: v.float() for k, v in read_tensors(folder / METHOD_WEIGHTS, "checkpoint file").items()}
     if tensors["theta0"].shape[1] != ctx.hidden_size:
         raise MtptError(f"{path} has hidden size {tensors['theta0'].shape[1]}, this backbone {ctx.hidden_size}.")
     return SourceRun(folder, tensors, list(meta.get("tasks", [])), record)
