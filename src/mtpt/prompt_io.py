@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import Tensor
 
+from mtpt.atomic import atomic_write_bytes
 from mtpt.errors import MtptError
 from mtpt.loading import read_tensors
 
@@ -16,8 +17,8 @@ PEFT_KEY = "prompt_embeddings"
 
 
 def save_prompt(prompt: Tensor, path: str | Path) -> None:
-    """Save an ``[L, d]`` prompt to a safetensors file under the key ``prompt``."""
-    save_file({PROMPT_KEY: prompt.detach().float().contiguous().cpu()}, str(path))
+    """Save an ``[L, d]`` prompt to a safetensors file under the key ``prompt`` (atomically, synced)."""
+    atomic_write_bytes(path, save({PROMPT_KEY: prompt.detach().float().contiguous().cpu()}))
 
 
 def load_prompt_tensor(path: str | Path) -> Tensor:

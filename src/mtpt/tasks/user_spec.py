@@ -20,6 +20,10 @@ or ``hf_dataset: {path: nyu-mll/glue, name: rte}``), with optional ``hf_splits: 
 validation}`` to map our split names to the dataset's. It is loaded with
 ``datasets.load_dataset``; ``datasets`` >= 4 never runs dataset scripts (no remote code).
 
+Data rules (each an error naming the file and line): a row whose template fields are all empty, a control
+character (other than tab and newline) in a template field, a header naming a column twice, a NUL byte; a
+classification task needs at least two label words, and every split at least two classes.
+
 Rules: for English tasks a label word / target without leading whitespace gets one space
 prepended (targets are exactly what follows the input, see :class:`~mtpt.tasks.Example`);
 Chinese words are used as written. A missing validation file is carved from train: a
@@ -32,6 +36,7 @@ holds the answer string or a list of answers (first = target, all = references).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,10 @@ def _read_spec(path: Path) -> dict[str, Any]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise _fail(path, f"invalid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise _fail(path, f"not UTF-8 text ({e}); is it a task spec?") from None
+    except OSError as e:
+        raise _fail(path, f"cannot be read ({e})") from None
     if not isinstance(doc, dict):
         raise _fail(path, "a task spec must be a YAML mapping (key: value lines)")
     unknown = sorted(set(doc) - ALLOWED_KEYS)
@@ -94,6 +103,9 @@ def _label_words(spec: Path, doc: Mapping, language: str) -> tuple[dict[str, int
         words.append(_lead(word, language))
     if len(set(words)) != len(words):
         raise _fail(spec, f"label words must be distinct, got {words}")
+    if len(words) < 2:
+        raise _fail(spec, f"a classification task needs at least two classes, 'label_words' has {len(words)} "
+                          f"({words}); every prediction would be right")
     return keys, tuple(words)
 
 
@@ -246,7 +258,10 @@ def _reader(spec: Path, doc: Mapping, path: Path):
 def _converter(name, language, kind, prompt, label_column, labels, grid):
     prefix = " " if language == "en" else ""
 
+    fields = template_fields(prompt.template)
+
     def conv(row: Row) -> Example:
+        _check_text_fields(fields, row)
         raw = row[label_column]
         if kind == "classification":
             return prompt.classify(name, row, lookup(labels, raw, row.where, label_column),
@@ -266,6 +281,23 @@ def _converter(name, language, kind, prompt, label_column, labels, grid):
                                prefix=prefix)
 
     return conv
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _check_text_fields(names: list[str], row: Row) -> None:
+    """The fields a row fills the template with: not all empty (the input would be the bare template) and free of
+    control characters (invisible, and tokenised into noise); either is an error naming the row."""
+    values = {name: row.text(name) for name in names}
+    if names and not any(value.strip() for value in values.values()):
+        raise TaskDataError(f"{row.where}: every field the template uses ({', '.join(names)}) is empty; fill the "
+                            f"row or remove it")
+    for name, value in values.items():
+        found = _CONTROL.search(value)
+        if found:
+            raise TaskDataError(f"{row.where}: field {name!r} holds the control character {found.group()!r} at "
+                                f"position {found.start()}; remove it from the data")
 
 
 def _finish(splits: dict[str, list[Example]], frac: float, where: str) -> dict[str, list[Example]]:
