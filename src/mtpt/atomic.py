@@ -2,13 +2,15 @@
 or half a folder, and two writers of the same file leave one whole version, not a mix.
 
 Files go through a temporary file in the same folder, ``fsync`` and an atomic rename (then the folder itself is
-synced, so the rename survives a power cut). Folders (checkpoints, library entries) are written under a versioned
-hidden name (``.<name>-v<random>``) and published by atomically replacing a relative symbolic link ``<name>``
-with one that points at the new version: at every instant ``<name>`` is either the old complete folder or the
-new complete one. Readers open ``<name>/file`` as before. Versions no link points at (a write killed half-way, the
-previous version) are removed by the next publish or by :func:`recover_folder`. Where the OS cannot make symbolic
-links (Windows without developer mode) the folder is swapped by two renames instead, and :func:`recover_folder`
-repairs the one crash point between them.
+synced, so the rename survives a power cut). Folders (checkpoints) are written under a versioned hidden name
+(``.<name>-v<random>``) and published by atomically replacing a relative symbolic link ``<name>`` with one that
+points at the new version: at every instant ``<name>`` is either the old complete folder or the new complete one.
+Readers open ``<name>/file`` as before. Versions no link points at (a write killed half-way, the previous version)
+are removed by the next publish or by :func:`recover_folder`.
+
+A plain folder ``<name>`` (written before links were used, or on a system that cannot make links, e.g. Windows
+without developer mode) is first renamed aside to ``.<name>-old``; the one stop point that leaves no ``<name>``,
+right after that rename, is repaired by :func:`recover_folder` from the complete ``.<name>-old``.
 """
 
 from __future__ import annotations
@@ -99,9 +101,17 @@ def publish_folder(version: Path, target: str | Path) -> None:
     fsync_folder(version)
     faults.point("publish.before_link")
     if target.exists() and not target.is_symlink():
-        _swap_by_renames(version, target)  # a folder of the earlier layout: renamed aside, then replaced
-    elif not _link(version, target):
-        _swap_by_renames(version, target)
+        # A plain folder (the earlier layout, or a system without links) cannot be replaced by a rename: it is
+        # renamed aside first. A stop right after leaves no target but a complete .<name>-old, which
+        # recover_folder puts back.
+        old = target.with_name(f"{_prefix(target.name)}old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        fsync_folder(target.parent)
+        faults.point("publish.between_renames")
+    if not _link(version, target):
+        os.replace(version, target)  # no links on this system: the version becomes the folder itself
     fsync_folder(target.parent)
     faults.point("publish.after_link")
     _remove_unused(target)
@@ -118,18 +128,6 @@ def _link(version: Path, target: Path) -> bool:
     faults.point("publish.link_made")
     os.replace(tmp, target)  # atomic: target is the old link (or absent), then the new one
     return True
-
-
-def _swap_by_renames(version: Path, target: Path) -> None:
-    """Two renames, for a plain folder ``target``: aside to ``.<name>-old``, then the version into place. A stop
-    between them leaves no ``target`` but a complete ``.<name>-old``, which :func:`recover_folder` puts back."""
-    old = target.with_name(f"{_prefix(target.name)}old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-        faults.point("publish.between_renames")
-    os.replace(version, target)
 
 
 def _current(target: Path) -> Path | None:
@@ -155,8 +153,8 @@ def recover_folder(target: str | Path, complete) -> str | None:
     temporary links, an older swap's ``.<name>-old``). ``complete(folder)`` says whether a folder holds a whole
     version. Returns a line saying what was repaired, or None when nothing was.
 
-    ``target`` missing (or a dangling link) while a complete ``.<name>-old`` exists means a stop between the two
-    renames of a plain-folder swap: it is put back. Otherwise the target stays as it is (a link always names a
+    ``target`` missing (or a dangling link) while a complete ``.<name>-old`` exists means a stop right after a
+    plain folder was renamed aside: it is put back. Otherwise the target stays as it is (a link always names a
     complete version: a version is linked only once it is written and synced)."""
     target = Path(target)
     repaired = None

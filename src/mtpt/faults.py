@@ -1,5 +1,6 @@
-"""Test hook for fault injection: ``MTPT_FAULT=<point>:<n>[:kill|:sleep=<seconds>]`` kills this process with
-SIGKILL (or sleeps) at the ``n``-th time it passes the named point, e.g. ``checkpoint.files_written:2``.
+"""Test hook for fault injection: ``MTPT_FAULT=<point>:<n>[:kill|:sleep=<seconds>|:wait=<file>]`` kills this
+process with SIGKILL (or sleeps, or waits until ``<file>`` exists, after creating ``<file>.waiting``) at the
+``n``-th time it passes the named point, e.g. ``checkpoint.files_written:2``.
 
 Used by ``scripts/fault_injection.py`` and the tests to stop a run exactly between two steps of a checkpoint write
 or swap. Unset (always, outside tests) it costs one dictionary lookup per point. Points: ``checkpoint.file``
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 ENV = "MTPT_FAULT"
 _hits: dict[str, int] = {}
@@ -32,5 +34,12 @@ def point(name: str) -> None:
         return
     if action.startswith("sleep="):
         time.sleep(float(action.removeprefix("sleep=")))
+        return
+    if action.startswith("wait="):
+        go = Path(action.removeprefix("wait="))
+        Path(f"{go}.waiting").touch()
+        deadline = time.monotonic() + 600
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         return
     os.kill(os.getpid(), signal.SIGKILL)

@@ -126,8 +126,8 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> TrainResult:
+        self._maybe_resume()  # first: a damaged checkpoint fails before anything is written
         self._prepare_run_dir()
-        self._maybe_resume()
         cfg = self.cfg.train
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not self.acc.is_main_process, desc="train")
         started = time.perf_counter()
