@@ -313,11 +313,13 @@ def mtpt_train(out: Path, *extra: str, fault: str | None = None) -> subprocess.P
         env["MTPT_FAULT"] = fault
     argv = [sys.executable, "-m", "mtpt.cli", "train", "--backbone", "tiny-llama", "--tasks", "[demo-sst2]",
             "--method", "{name: pt, prompt_length: 4}", "--train.steps", "6", "--train.batch_size", "4",
-            "--train.eval_every", "3", "--train.precision", "no", "--data.max_train_examples", "16",
-            "--data.max_eval_examples", "8", "--eval.final_splits", "[validation]", "--output_dir", str(out), *extra]
+            "--train.eval_every", "3", "--train.log_every", "1", "--train.precision", "no",
+            "--data.max_train_examples", "16", "--data.max_eval_examples", "8", "--eval.final_splits", "[validation]",
+            "--output_dir", str(out), *extra]
     return subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_concurrent_trains_on_one_folder(tmp_path):
     """The second `mtpt train` fails at once naming the first; the first finishes untouched, identical to a run that
     had the folder to itself."""
@@ -344,6 +346,7 @@ def test_two_concurrent_trains_on_one_folder(tmp_path):
                            load_file(str(solo / "checkpoints" / which / "method.safetensors"))["prompt"])
 
 
+@pytest.mark.slow
 def test_fault_injection_script_survives_kills_and_damage(tmp_path):
     """A few trials of scripts/fault_injection.py (the full check runs 20): kill -9 at random points, damage, rerun."""
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "fault_injection.py"), "--trials", "3",
