@@ -303,3 +303,36 @@ def test_truncated_or_binary_manifests_and_nan_entries_name_their_file(lib, tmp_
     save_file({"prompt": torch.full((library.prompt_length, library.hidden_size), float("nan"))}, str(prompt))
     with pytest.raises(MtptError, match=f"{prompt}: tensor 'prompt' holds"):
         library.prompt(entry.task, entry.seed)
+
+
+# --- train-source -------------------------------------------------------------------------------------------------
+def test_train_source_takes_task_specs_as_its_help_says(tmp_path, capsys):
+    from mtpt.cli import main
+    from mtpt.library.format import SourceLibrary
+
+    spec = FIXTURES / "reviews.yaml"
+    argv = ["train-source", "--backbone", "tiny-llama", "--sources", f"[{spec}]", "--library", str(tmp_path / "lib"),
+            "--prompt_length", "3", "--mixture", "true", "--train.steps", "1", "--train.batch_size", "2",
+            "--train.eval_every", "1", "--data.max_eval_examples", "4"]
+    assert main(argv) == 0, capsys.readouterr().err
+    library = SourceLibrary.open(tmp_path / "lib")
+    assert library.tasks == ["user-reviews"] and library.entry("_mixture").sources == ("user-reviews",)
+    assert library.entry_meta("user-reviews")["run_config"]["tasks"] == [str(spec)]
+    assert main(argv) == 0  # a second run finds both entries and skips them
+    assert capsys.readouterr().out.count("skipped") == 2
+
+
+@pytest.mark.parametrize("sources, message", [
+    (["toy-sentiment", "glue-rtee"], "unknown task 'glue-rtee'. Did you mean 'glue-rte'"),
+    (["toy-sentiment", "glue-rte"], "needs the benchmark data"),
+    (["toy-sentiment", str(FIXTURES / "missing.yaml")], "task spec not found"),
+])
+def test_train_source_checks_every_source_before_it_creates_anything(tmp_path, monkeypatch, sources, message):
+    from mtpt.library.source_stage import SourceStageConfig, train_sources
+
+    monkeypatch.delenv("MTPT_DATA_ROOT", raising=False)
+    toy_task()
+    with pytest.raises(MtptError, match=message):
+        train_sources(SourceStageConfig(backbone="tiny-llama", sources=sources, library=str(tmp_path / "lib"),
+                                        train=TrainConfig(steps=1, batch_size=2, eval_every=1)))
+    assert not (tmp_path / "lib").exists()

@@ -41,7 +41,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mtpt evaluate", description=cmd_evaluate.__doc__)
     parser.add_argument("run_dir", help="A folder written by `mtpt train`.")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint folder.")
-    parser.add_argument("--splits", nargs="+", default=["test"], help="Splits to evaluate.")
+    parser.add_argument("--splits", nargs="+", default=["test"], choices=["train", "validation", "test"],
+                        help="Splits to evaluate.")
     parser.add_argument("--max-eval-examples", type=int, default=None, help="Cap each split (seeded sample).")
     parser.add_argument("--scorer", choices=["rank", "generate"], default=None, help="Override the run's scorer.")
     args = parser.parse_args(argv)

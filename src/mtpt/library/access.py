@@ -58,7 +58,7 @@ def kept_checkpoint(run_dir: str | Path) -> Path:
     results = run_dir / "results.json"
     best = run_dir / "checkpoints" / "best"
     metric = read_json(results).get("best_metric") if results.exists() else None
-    if metric is not None and math.isfinite(float(metric)) and best.exists():
+    if isinstance(metric, (int, float)) and math.isfinite(metric) and best.exists():
         return best
     last = run_dir / "checkpoints" / "last"
     if last.exists():

@@ -272,8 +272,24 @@ class Trainer:
         last = self.run_dir / "checkpoints" / "last"
         if not self.opening.resume:  # a fresh start (open_for_training removed the earlier attempt's files)
             return
-        load_method_state(last, self.unwrapped.method)
+        meta = load_method_state(last, self.unwrapped.method)
         state = load_trainer_state(last)  # missing or damaged: an error naming the file, never a restart
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise MtptError(f"{last / 'trainer.pt'} does not hold this run's trainer state ({type(err).__name__}: "
+                            f"{str(err)[:200]}): the checkpoint is damaged.") from None
+        if meta.get("step") != self.step:
+            raise MtptError(f"{last}: meta.json is of step {meta.get('step')}, trainer.pt of step {self.step}; the "
+                            "checkpoint's files come from different saves: restore it or start over.")
+        if self.acc.is_main_process:
+            cut_logs(self.run_dir, self.step)
+        repaired = {"repaired": self.opening.repaired} if self.opening.repaired else {}
+        self._log({"event": "resumed", "step": self.step, **repaired})
+        if self.opening.config_changes:
+            self._log({"event": "config_changed", "step": self.step, "changes": self.opening.config_changes})
+
+    def _restore(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -283,12 +299,6 @@ class Trainer:
         self.best_step = int(state["best_step"])
         self.evals_without_gain = int(state["evals_without_gain"])
         self.guard.load_state_dict(state.get("guard"), self.step)
-        if self.acc.is_main_process:
-            cut_logs(self.run_dir, self.step)
-        repaired = {"repaired": self.opening.repaired} if self.opening.repaired else {}
-        self._log({"event": "resumed", "step": self.step, **repaired})
-        if self.opening.config_changes:
-            self._log({"event": "config_changed", "step": self.step, "changes": self.opening.config_changes})
 
     def _finish(self) -> TrainResult:
         best = self.run_dir / "checkpoints" / "best"
