@@ -189,7 +189,7 @@ def write_spec(folder: Path, rows: str, header: str = "text,label", **extra) -> 
 
 
 @pytest.mark.parametrize("rows, header, extra, message", [
-    ("a,1\nb,1\nc,1\nd,1\ne,1\n", "text,label", {}, "every example of the train split has the same class"),
+    ("a,1\nb,1\nc,1\nd,1\ne,1\n", "text,label", {}, "train.csv: every row of the train file has the same class"),
     ("a,1\nb,1\n", "text,label", {"label_words": {1: "yes"}}, "needs at least two classes"),
     ("a,1,x\nb,0,y\n", "text,label,text", {}, "names column(s) ['text'] twice"),
     ("a,1\n,0\nc,1\n", "text,label", {}, ":3: every field the template uses (text) is empty"),
@@ -203,6 +203,22 @@ def test_degenerate_data_is_refused_naming_the_file(tmp_path, rows, header, extr
         get_task(spec).examples("train")
     assert message in str(err.value)
     assert str(tmp_path) in str(err.value) or "task 'user-" in str(err.value)
+
+
+def test_a_one_class_split_of_any_classification_task_is_refused():
+    from mtpt.tasks import Example, Task, TaskDataError, register
+
+    words = (" no", " yes")
+
+    def build(_root):
+        return {"train": [Example(f"t{i}", words[i % 2], words, i % 2, i % 2) for i in range(8)],
+                "validation": [Example(f"v{i}", words[1], words, 1, 1) for i in range(4)]}
+
+    task = register(Task(name="one-class-validation", family="t", language="en", kind="classification",
+                         metrics=("accuracy",), label_words=words, size_class="small", template="", notes="",
+                         build=build, needs_data_root=False), replace=True)
+    with pytest.raises(TaskDataError, match="every example of the validation split has the same class"):
+        task.examples("train")
 
 
 def test_a_pickled_backbone_folder_is_refused_with_our_message(tmp_path):

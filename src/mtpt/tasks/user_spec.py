@@ -187,8 +187,8 @@ def load_spec(path: str | os.PathLike) -> Task:
                           "names, e.g. {test: validation}")
     files = _files(spec, doc, hf is not None)
     conv = _converter(name, language, kind, Prompt(template, words), label_column, labels, grid)
-    build = _hf_builder(spec, doc, hf, conv, frac) if hf else _file_builder(spec, doc, files,
-                                                                               conv, frac)
+    build = _hf_builder(spec, doc, hf, conv, frac) if hf else _file_builder(spec, doc, files, conv, frac,
+                                                                               kind == "classification")
     return Task(name=name, family=str(doc.get("family", "user")), language=language, kind=kind,
                 metrics=_metrics(spec, doc, kind), label_words=words, size_class=size_class,
                 template=template, notes=_notes(spec, doc, hf, files, frac), build=build,
@@ -310,7 +310,7 @@ def _finish(splits: dict[str, list[Example]], frac: float, where: str) -> dict[s
     return splits
 
 
-def _file_builder(spec: Path, doc: Mapping, files: dict[str, Path], conv, frac: float):
+def _file_builder(spec: Path, doc: Mapping, files: dict[str, Path], conv, frac: float, classes: bool):
     def build(_root):
         splits = {}
         for split, path in files.items():
@@ -318,6 +318,10 @@ def _file_builder(spec: Path, doc: Mapping, files: dict[str, Path], conv, frac: 
             if not exs:
                 raise TaskDataError(f"{path}: no examples in the {split} file; add data or "
                                     f"remove files.{split} from {spec}")
+            if classes and len({ex.label for ex in exs}) < 2:
+                raise TaskDataError(f"{path}: every row of the {split} file has the same class "
+                                    f"({exs[0].target.strip()!r}); a classification split needs at least "
+                                    f"two classes")
             splits[split] = exs
         return _finish(splits, frac, str(spec))
 
