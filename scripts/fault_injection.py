@@ -175,7 +175,7 @@ def snapshot(out: Path) -> dict[str, bytes]:
 def trial(index: int, rng: random.Random, workdir: Path, reference: dict, duration: float) -> tuple[bool, str]:
     out = workdir / f"trial-{index}"
     if rng.random() < 0.25:
-        delay = rng.uniform(0.5, duration)
+        delay = rng.uniform(0.5, 0.85 * duration)  # within the run (a rerun is no faster than the reference)
         how, first = f"kill -9 after {delay:.1f}s", run(out, kill_after=delay)
     else:
         point = rng.choice(sorted(POINTS))
@@ -229,11 +229,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         duration = time.perf_counter() - started
         reference = outcome(workdir / "reference")
-        survived = 0
+        survived, lines = 0, []
         for index in range(args.trials):
             ok, line = trial(index, random.Random(f"{args.seed}-{index}"), workdir, reference, duration)
             survived += ok
+            lines.append(line)
             print(f"trial {index + 1:>3}: {'ok  ' if ok else 'FAIL'} {line}", flush=True)
+        kills = sum("finished before it" not in line for line in lines)
+        in_writes = sum(any(f"at {p}:" in line for p in POINTS if p.startswith(("checkpoint.", "publish.")))
+                        for line in lines)
+        damaged = sum(", then " in line for line in lines)
+        print(f"{kills} of {args.trials} trials killed the run ({in_writes} during a checkpoint write or swap), "
+              f"{damaged} also damaged its folder")
         print(f"survived {survived}/{args.trials}")
         return 0 if survived == args.trials else 1
     finally:

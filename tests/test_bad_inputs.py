@@ -226,7 +226,10 @@ def test_a_pickled_backbone_folder_is_refused_with_our_message(tmp_path):
 
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    # a tiny config: were the pickle ever loaded, transformers would build this model, not a 7B default one
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
+                                                    "num_hidden_layers": 1, "num_attention_heads": 2,
+                                                    "num_key_value_heads": 2, "vocab_size": 32}))
     torch.save({"weight": torch.zeros(2)}, folder / "pytorch_model.bin")
     with pytest.raises(MtptError, match="pickle files .pytorch_model.bin.*safetensors only") as err:
         load_backbone(str(folder))

@@ -35,7 +35,11 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.exists():
         raise MtptError(f"{run_dir} has no config.yaml: not a folder written by `mtpt train`.")
-    config = run_config_from_dict(load_yaml(config_path))
+    try:
+        config = run_config_from_dict(load_yaml(config_path))
+    except MtptError as err:
+        message = str(err)
+        raise MtptError(message if str(config_path) in message else f"{config_path}: {message}") from None
     config.output_dir = str(run_dir)  # the folder may have moved; methods read sub-folders of it
     parts = build_run(config, backbone)
     meta = load_method_state(checkpoint_dir(run_dir, which), parts.model.method)

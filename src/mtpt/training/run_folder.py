@@ -53,7 +53,7 @@ def claim(run_dir: str | Path, state=None) -> Iterator[None]:
 
         state = PartialState(cpu=not torch.cuda.is_available())
     with contextlib.ExitStack() as stack:
-        shared(state, lambda: stack.enter_context(run_folder_lock(run_dir)) if state.is_main_process else None)
+        shared(state, lambda: stack.enter_context(run_folder_lock(run_dir)))
         faults.point("run.locked")
         yield
 
