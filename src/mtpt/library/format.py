@@ -92,7 +92,8 @@ class LibraryEntry:
             raise ValueError(f"an entry must be a JSON object, got {data!r}")
         for key, kind in (("task", str), ("seed", int), ("path", str)):
             if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
-                raise ValueError(f"entry {data.get('task')!r}: {key!r} must be a {kind.__name__}, got {data.get(key)!r}")
+                raise ValueError(f"entry {data.get('task')!r}: {key!r} must be a {kind.__name__}, "
+                                 f"got {data.get(key)!r}")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["sources"] = tuple(known.get("sources", ()))
         return cls(**known)
