@@ -22,10 +22,9 @@ from mtpt.library.format import INIT_FILE, SourceLibrary
 __all__ = ["target_prompt", "target_run_config", "target_run_prerequisite"]
 
 
-def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: str | Path = ""):
-    """The PT run on ``base``'s tasks and data from the library's ``P_init``: ``steps`` steps at ``lr``, warm-up
-    and validation interval taken from ``base`` (capped to the shorter run), no early stopping. ``run_dir`` may
-    be left empty for the runner to place it."""
+def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: str | Path):
+    """The PT run on ``base``'s tasks and data from the library's ``P_init`` into ``run_dir``: ``steps`` steps at
+    ``lr``, warm-up and validation interval taken from ``base`` (capped to the shorter run), no early stopping."""
     from mtpt.config import RunConfig
 
     if steps < 1:
@@ -48,7 +47,9 @@ def target_run_prerequisite(key: str, library_path: str, run, steps: int, lr: fl
     if not library_path:
         return []
     library = SourceLibrary.open(library_path)
-    return [Prerequisite(key, target_run_config(run, library, steps, lr or run.train.lr))]
+    # placed where the runner puts a prerequisite: its key under the run folder
+    return [Prerequisite(key, target_run_config(run, library, steps, lr or run.train.lr,
+                                                Path(run.output_dir) / key))]
 
 
 def target_prompt(path: str, ctx: BuildContext, prerequisite: str, library: SourceLibrary) -> tuple[Tensor, str]:
