@@ -43,6 +43,10 @@ class DataConfig:
     """How a multi-task batch draws its tasks."""
     mixing_temperature: float = 2.0
     """T for temperature mixing: task probability proportional to size^(1/T)."""
+    length_grouping: int = 0
+    """Opt-in (0 = off): draw the examples of this many consecutive steps together, sort them by length and
+    split them into that many batches (run in a seeded random order), so each batch pads to about its own length.
+    The same examples per window of steps, in another order: training changes."""
 
 
 @dataclass
@@ -80,6 +84,9 @@ class TrainConfig:
     """Seeds method initialisation and batch sampling."""
     resume: bool = True
     """Continue from the run folder's last checkpoint when there is one."""
+    compile: bool = False
+    """Opt-in: run the training forward's backbone call through torch.compile (the first step compiles, minutes
+    on a CPU; kernels are fused, so the numbers change in the last digits). Evaluation stays eager."""
 
 
 @dataclass

@@ -32,7 +32,7 @@ from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
                                      save_checkpoint)
 from mtpt.training.evaluate import evaluate_sets, leakage_report, load_eval_sets, mean_metric
-from mtpt.training.sampling import MixtureSampler, mixing_weights
+from mtpt.training.sampling import LengthGroupedSampler, MixtureSampler, mixing_weights
 from mtpt.training.step import MicroBatch, TrainingStep
 
 
@@ -79,6 +79,12 @@ class Trainer:
         sizes = [len(examples) for examples in self.train_sets]
         self.sampler = MixtureSampler(sizes, mixing_weights(sizes, self.cfg.data.mixing, self.cfg.data.mixing_temperature),
                                       self.cfg.train.seed)
+        if self.cfg.data.length_grouping < 0:
+            raise MtptError(f"data.length_grouping must be 0 (off) or a number of steps, got {self.cfg.data.length_grouping}.")
+        if self.cfg.data.length_grouping > 1:
+            self.sampler = LengthGroupedSampler(self.sampler, self._example_length, self.cfg.data.length_grouping)
+        if self.cfg.train.compile:
+            parts.model.compile_backbone()
         method = parts.model.method
         self.optimizer = torch.optim.AdamW(optimizer_groups(method, self.cfg.train.lr, self.cfg.train.weight_decay))
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, self.cfg.train.warmup_steps, self.cfg.train.steps)
@@ -111,6 +117,10 @@ class Trainer:
             # Tokenise once: the same token lists serve every step.
             sets.append([(self.parts.tokenizer.input_ids(ex.text), self.parts.tokenizer.target_ids(ex.target)) for ex in examples])
         return sets
+
+    def _example_length(self, task: int, index: int) -> int:
+        inputs, target = self.train_sets[task][index]
+        return len(inputs) + len(target)
 
     @property
     def unwrapped(self) -> SoftPromptModel:
