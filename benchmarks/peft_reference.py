@@ -178,11 +178,13 @@ def run(args: argparse.Namespace) -> dict:
     ready = time.perf_counter()
 
     best, best_step, best_prompt, validation_s, passes = None, 0, prompt.detach().clone(), 0.0, 0
+    losses: list[float] = []
     model.train()
     for step in range(args.steps):
         batch = encoder.batch([rows[i] for i in order[step * args.batch_size:(step + 1) * args.batch_size]], device)
         with autocast(args.precision, device):
             loss = model(**batch).loss
+        losses.append(loss.item())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -215,6 +217,7 @@ def run(args: argparse.Namespace) -> dict:
         "validation_examples": len(validation),
         "test_examples": len(test),
         "threads": torch.get_num_threads(),
+        "losses": losses,
     }
 
 

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> dict:
                         max_input_tokens=args.max_input_tokens, length_grouping=args.length_grouping),
         train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
                           eval_every=args.eval_every, precision=args.precision, seed=args.seed, resume=False,
-                          compile=args.compile),
+                          compile=args.compile, log_every=1),  # every step's loss, to compare with the reference
         eval=EvalConfig(scorer="rank", batch_size=args.eval_batch_size, final_splits=["test"]),
         output_dir=str(out / "run"),
     )
@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> dict:
     test_s = sum(s for split, _, s in passes if split == "test")
     test_start = min((start for split, start, _ in passes if split == "test"), default=finished)
     metrics = result.final["test"][task.name]
+    log = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    losses = [record["loss"] for record in log if "loss" in record and "split" not in record]
     return {
         "side": "mtpt",
         "steps": test_start - built[0] - validation_s,
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> dict:
         "validation_examples": len(validation),
         "test_examples": len(test),
         "threads": torch.get_num_threads(),
+        "losses": losses,
     }
 
 

@@ -114,9 +114,14 @@ def build_model(label: str, backbone, settings: SpeedSettings, synthetic: Synthe
                             "or prompt file instead (see mtpt.registry.SpeedVariant).")
     ctx = build_context(backbone, task_names(tasks), 0)
     torch.manual_seed(0)
-    model = SoftPromptModel(backbone, spec.build(options, ctx))
     device = backbone.model.device  # run_speed placed the backbone where the accelerator runs
-    return model, token_batch(backbone, settings.batch, settings.text_tokens, tasks).to(device)
+    # Builders run with the backbone on the CPU, as in a training run (the accelerator moves the model after).
+    backbone.model.to("cpu")
+    try:
+        model = SoftPromptModel(backbone, spec.build(options, ctx))
+    finally:
+        backbone.model.to(device)
+    return model.to(device), token_batch(backbone, settings.batch, settings.text_tokens, tasks).to(device)
 
 
 def build_method_arm(label: str, backbone, settings: SpeedSettings, synthetic: Synthetic, accelerator, *,
