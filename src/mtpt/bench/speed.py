@@ -1,6 +1,11 @@
 """``mtpt bench speed``: training-step time and autograd memory of each method against the bare frozen backbone
 (the physical limit of a prompt method) and against PEFT, plus DTVG's grouping cost and mixed-task inference.
 
+PEFT is measured twice (:class:`mtpt.bench.arms.PeftArm`): given mtpt's ``logits_to_keep`` (the same work as a
+method step: target ≤ 1.0×) and as PEFT's documentation trains a causal LM (``labels=``, logits over every position,
+its own loss: the anchor a PEFT user has, aim ≤ 0.7×). ``--profile`` breaks one step of each arm into what its
+time is made of (:mod:`mtpt.bench.profile`). On a GPU every arm runs there and reports its peak GPU memory.
+
 Method, bare and PEFT steps are interleaved in one process (method, bare, PEFT, then bare, PEFT, method, ...) so
 that a shared, noisy machine slows them alike; medians are reported. What is measured for each method, and what
 it is compared with, is its registry entry's ``speed`` variants (:class:`mtpt.registry.SpeedVariant`): a new
