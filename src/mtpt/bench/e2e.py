@@ -267,6 +267,11 @@ def cmd_e2e(argv: list[str]) -> int:
     args = e2e_parser().parse_args(argv)
     if min(args.rounds, args.steps, args.batch_size, args.eval_every, args.eval_batch_size) < 1:
         raise SystemExit("rounds, steps, batch-size, eval-every and eval-batch-size must be at least 1")
+    from mtpt.tasks import get_task
+
+    if get_task(args.task).kind != "classification":
+        raise SystemExit(f"mtpt bench e2e compares rank-scored classification: task {args.task!r} is "
+                         f"{get_task(args.task).kind}; choose a classification task (e.g. glue-sst2).")
     settings = E2ESettings(protocol_from(args), MtptLevers(args.length_grouping, args.compile), args.rounds,
                            args.out, args.reference)
     report = run_e2e(settings)
