@@ -368,3 +368,20 @@ def test_gpu_check_dry_mode_runs_every_step_and_unpacks_missing_packages(tmp_pat
     for tokens in ("8", "16"):
         row = json.loads((out / f"speed-{tokens}" / "speed.json").read_text())["methods"][0]
         assert row["method"] == "pt" and row["vs_peft_documented"] > 0
+
+
+@pytest.mark.slow  # compiling even the tiny model takes one to two minutes on a CPU
+def test_compiled_training_forward_computes_what_the_eager_one_does():
+    from mtpt.model import task_loss
+
+    model, tok = pt_model()
+    batch = encode(tok)
+    eager = task_loss(model(batch))
+    eager.backward()
+    eager_grad = model.method.prompt.grad.clone()
+    model.method.prompt.grad = None
+    model.compile_backbone()
+    compiled = task_loss(model(batch))
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.method.prompt.grad, eager_grad, atol=1e-4, rtol=1e-3)
