@@ -59,7 +59,10 @@ CASES = {
     "spot-fixed": ({"name": "spot", "mode": "fixed", "source": "fx-alpha"}, [TARGET]),
     "spot-generic": ({"name": "spot", "mode": "generic"}, [TARGET]),
     "spot-retrieve": ({"name": "spot", "mode": "retrieve", "target_prompt": "<target-run>"}, [TARGET]),
-    "tpv-init": ({"name": "tpv", "mode": "init", "sources": ["fx-alpha", "fx-beta"]}, [TARGET]),
+    "tpv-init": ({"name": "tpv", "mode": "init", "sources": ["fx-alpha", "fx-beta"], "target_prompt": "<target-run>"},
+                 [TARGET]),
+    "tpv-init-all": ({"name": "tpv", "mode": "init", "init_selection": "all", "sources": ["fx-alpha", "fx-beta"]},
+                     [TARGET]),
     "tpv-combine": ({"name": "tpv", "mode": "combine", "lambdas": [0.5, 0.25, 1.0]}, [TARGET]),
     "attempt": ({"name": "attempt", "bottleneck": 8}, [TARGET]),
     "attempt-multitask": ({"name": "attempt", "bottleneck": 8, "target_init": "mean_sources"}, [TARGET, "fx-gamma"]),
@@ -203,12 +206,29 @@ def test_spot_without_a_library_says_how_to_make_one(backbone):
 # --- TPV ----------------------------------------------------------------------------------------------------------
 def test_tpv_initialisation_is_init_plus_the_task_vectors(lib, backbone):
     library = SourceLibrary.open(lib)
-    method = build(backbone, {"name": "tpv", "source_library": lib, "sources": ["fx-alpha", "fx-beta"]}, [TARGET])
+    every = {"name": "tpv", "source_library": lib, "sources": ["fx-alpha", "fx-beta"], "init_selection": "all"}
+    method = build(backbone, every, [TARGET])
     expected = library.init_prompt() + library.task_vector("fx-alpha") + library.task_vector("fx-beta")
     assert torch.allclose(method.prompt.detach(), expected, atol=1e-6)
     with pytest.raises(MtptError, match="lambdas has 3 values for 2 sources"):
-        build(backbone, {"name": "tpv", "source_library": lib, "sources": ["fx-alpha", "fx-beta"],
-                         "lambdas": [1, 2, 3]}, [TARGET])
+        build(backbone, {**every, "lambdas": [1, 2, 3]}, [TARGET])
+
+
+def test_tpv_top_k_initialisation_is_init_plus_the_mean_of_the_most_similar_vectors(lib, backbone):
+    from mtpt.library.access import read_prompt
+    from mtpt.methods.tpv.arithmetic import most_similar
+
+    library = SourceLibrary.open(lib)
+    target_run = str(Path(lib) / "_runs" / TARGET / "seed-42")  # a finished PT run on the target from P_init
+    options = {"name": "tpv", "source_library": lib, "sources": ["fx-alpha", "fx-beta", "fx-gamma"], "top_k": 2,
+               "target_prompt": target_run}
+    method = build(backbone, options, [TARGET])
+    vectors = library.task_vectors(["fx-alpha", "fx-beta", "fx-gamma"])
+    chosen = most_similar(read_prompt(target_run) - library.init_prompt(), vectors, 2)
+    assert torch.allclose(method.prompt.detach(), library.init_prompt() + vectors[chosen].mean(dim=0), atol=1e-6)
+    assert sorted(method.record["lambdas"]) == sorted(["fx-alpha", "fx-beta", "fx-gamma"][i] for i in chosen)
+    with pytest.raises(MtptError, match="top_k takes one lambda"):
+        build(backbone, {**options, "lambdas": [1, 2, 3]}, [TARGET])
 
 
 def test_tpv_select_best_takes_the_first_maximum_and_skips_nan():
@@ -342,8 +362,12 @@ def test_mpt_target_stage_starts_from_the_source_run(tmp_path, lib, backbone):
     from safetensors.torch import load_file
 
     tensors = load_file(str(source / "checkpoints" / "best" / "method.safetensors"))
-    mean = build(backbone, {"name": "mpt", "stage": "target", "source_run": str(source)}, [TARGET])
-    assert torch.equal(mean.prompt_embeddings.detach(), tensors["prompt_embeddings"])
+    shared = build(backbone, {"name": "mpt", "stage": "target", "source_run": str(source)}, [TARGET])
+    assert torch.equal(shared.prompt_embeddings.detach(), tensors["prompt_embeddings"])
+    # the default: u v = 1, so the target's prompt starts at P* itself
+    torch.testing.assert_close(shared.task_prompt(0), tensors["prompt_embeddings"])
+    mean = build(backbone, {"name": "mpt", "stage": "target", "source_run": str(source), "target_init": "mean"},
+                 [TARGET])
     assert torch.allclose(mean.prefix_task_cols[0], tensors["prefix_task_cols"].mean(0))
     one = build(backbone, {"name": "mpt", "stage": "target", "source_run": str(source), "target_init": "source",
                            "init_source": "fx-beta", "train_shared": False}, [TARGET])

@@ -61,7 +61,7 @@ def test_the_final_validation_pass_reuses_the_best_checkpoints_metrics(tmp_path,
     real = loop.evaluate_sets
     monkeypatch.setattr(loop, "evaluate_sets", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = train(toy_config(tmp_path, steps=6, eval_every=3))
-    assert len(calls) == 2 + 1  # the two in-training validations and the test pass, no third validation
+    assert len(calls) == 1 + 2 + 1  # step 0, the two in-training validations and the test pass, no third validation
     logged = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("split") == "validation"]
     assert result.final["validation"] == next(r["tasks"] for r in logged if r["step"] == result.best_step)
     fresh = evaluate_run(tmp_path / "run", splits=["validation"])["validation"]
@@ -212,4 +212,4 @@ def test_early_stopping_stops_after_patience_evaluations(tmp_path):
     cfg = toy_config(tmp_path, steps=40, lr=0.0, eval_every=2, early_stopping_patience=2)
     result = train(cfg)  # lr 0: the metric never improves after the first evaluation
     steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("split") == "validation"]
-    assert steps == [2, 4, 6] and result.best_step == 2
+    assert steps == [0, 2, 4, 6] and result.best_step == 2  # step 0 is logged, not a candidate

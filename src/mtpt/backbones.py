@@ -202,6 +202,17 @@ def _convert_gguf(gguf_file: Path, target: Path) -> None:
         raise
 
 
+@torch.no_grad()
+def embedding_rms(backbone: Backbone, rows: int = 8192) -> float:
+    """The root-mean-square of the backbone's input embeddings as the model sees them (through its embedding
+    module, so scalings such as Gemma's sqrt(d) count), over ``rows`` vocabulary rows spread evenly across the
+    vocabulary. The unit in which a prompt's scale is comparable across backbones."""
+    embeddings = backbone.model.get_input_embeddings()
+    vocab = int(embeddings.num_embeddings)
+    ids = torch.linspace(0, vocab - 1, steps=min(rows, vocab)).round().long().to(embeddings.weight.device)
+    return float(embeddings(ids).float().pow(2).mean().sqrt())
+
+
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """A cheap fingerprint of a model's weights: names, shapes and a strided sample of every tensor.
 

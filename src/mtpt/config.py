@@ -61,6 +61,12 @@ class TrainConfig:
     """Gradient accumulation steps per optimizer step."""
     lr: float = 0.03
     """Learning rate of parameter groups that do not set their own."""
+    lr_units: Literal["absolute", "embedding_rms"] = "absolute"
+    """absolute: the learning rates as given. embedding_rms: each learning rate of a tensor in embedding units
+    (prompts) is multiplied by the backbone's embedding RMS (a power of it for factors of a product, none for
+    dimensionless parameters such as gates and scales: each method's parameter groups say which), so one rate
+    moves prompts by a comparable relative amount on backbones whose embedding scales differ (Gemma 3's are
+    about 8x SmolLM2's). Under AdamW this is prompt tuning in units of the embedding RMS."""
     weight_decay: float = 0.0
     """AdamW weight decay of groups that do not set their own."""
     warmup_steps: int = 0
@@ -76,6 +82,13 @@ class TrainConfig:
     """Validation metric (averaged over tasks) that picks the best checkpoint; 'score' is the per-task mean."""
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without improvement; null never stops early."""
+    eval_at_start: bool = True
+    """Score the initial prompt on validation before the first step, logged as step 0 in metrics.jsonl with the
+    scale of each prompt part against the backbone's embeddings (a transfer that collapses at initialisation shows
+    there); false skips it."""
+    step0_candidate: bool = False
+    """Let the step-0 score compete for the best checkpoint (the untrained prompt is kept when no step beats it);
+    off by default: step 0 is logged only."""
     log_every: int = 10
     """Write a metrics.jsonl line every N steps."""
     tensorboard: bool = False

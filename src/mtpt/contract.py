@@ -133,7 +133,10 @@ class ParamGroups(Protocol):
     """Optimizer parameter groups with their own learning rates.
 
     Each group is a dict with ``params``, ``name`` and optionally ``lr`` / ``weight_decay``; groups without an
-    ``lr`` use the run's learning rate. Without this capability all trainable parameters form one group.
+    ``lr`` use the run's learning rate. ``embedding_power`` (default 1) says how the group's values scale with the
+    backbone's embeddings: 1 for prompts, 0 for dimensionless parameters (gates, scales, coefficients), a fraction
+    for one factor of a product; under ``train.lr_units: embedding_rms`` the group's rate is multiplied by the
+    embedding RMS to that power. Without this capability all trainable parameters form one group (power 1).
     """
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]: ...
@@ -197,3 +200,14 @@ class SkippableTaskBlock(Protocol):
     trains in the block's place, so a backward pass still runs through every layer. Never for results."""
 
     def skip_task_block(self, skip: bool) -> None: ...
+
+
+@runtime_checkable
+class PromptParts(Protocol):
+    """Names the tensors a method's prompts are made of (a shared prompt, per-task blocks, a target prompt), so
+    that a run's step-0 record can give each one's scale against the backbone's embeddings. Without it only the
+    prompts the method returns are measured."""
+
+    def prompt_parts(self) -> dict[str, Tensor]:
+        """Name -> tensor in embedding units (``[..., d]``)."""
+        ...

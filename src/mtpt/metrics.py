@@ -184,6 +184,17 @@ METRICS: dict[str, Callable] = {
 }
 
 
+def best_constant_score(names: Sequence[str], labels: Sequence[int], num_choices: int,
+                        groups: Sequence[Any] | None = None) -> float:
+    """The best ``score`` any constant answer gets: the maximum over answers ``c`` of always predicting ``c``.
+
+    The bar a classifier must clear to have learned anything. For accuracy it is the majority class's share; for
+    F1-type metrics it can be another class's (macro F1 rewards a minority class's recall)."""
+    if num_choices < 1:
+        raise ValueError(f"num_choices must be at least 1, got {num_choices}")
+    return max(compute_metrics(names, [c] * len(labels), labels, groups)["score"] for c in range(num_choices))
+
+
 def compute_metrics(names: Sequence[str], predictions: Sequence[Any], references: Sequence[Any],
                     groups: Sequence[Any] | None = None) -> dict[str, float]:
     """Compute the named metrics (x100) and ``score``, their mean.

@@ -234,9 +234,12 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"| mtpt / reference | {ratio('training')} | {ratio('validation')} | {ratio('test')} | "
                  f"{ratio('setup')} | {_check(r['total']['ratio'], TOTAL_TARGET, iqr=r['total']['iqr'])} | "
                  f"{s['accuracy_difference']:+.2f} points (within {ACCURACY_TOLERANCE:g}: {agree}) |")
+    passes = {side: report["runs"][side][0]["validation_passes"] for side in ("mtpt", "reference")}
     lines += ["", "Medians over the rounds; ratios: median of the per-round ratios mtpt / reference, [interquartile "
               "range]. total: launch to exit of each run's process (interpreter start, imports, backbone and data "
-              "loading, training, validation, test); setup: total minus the three timed phases.", "",
+              "loading, training, validation, test); setup: total minus the three timed phases. Validation passes "
+              f"per run: mtpt {passes['mtpt']}, reference {passes['reference']} (mtpt also scores the initial prompt, "
+              "train.eval_at_start, as every mtpt run does by default).", "",
               "| round | side | first | steps s | validation s | test s | total s | best step | test accuracy |",
               "|---|---|---|---|---|---|---|---|---|"]
     for side in ("mtpt", "reference"):

@@ -14,7 +14,8 @@ from mtpt.contract import BuildContext
 from mtpt.prompt_io import PROMPT_KEY, load_prompt_tensor
 from mtpt.run_folder import kept_checkpoint
 
-__all__ = ["finished_run_prompt", "open_for_run", "read_prompt", "select_sources"]
+__all__ = ["UnlearnedSourceWarning", "finished_run_prompt", "learned_sources", "open_for_run", "read_prompt",
+           "select_sources"]
 
 
 def open_for_run(path: str, ctx: BuildContext, prompt_length: int | None = None) -> SourceLibrary:
@@ -49,6 +50,28 @@ def select_sources(library: SourceLibrary, requested: Sequence[str], run_tasks: 
             "add source tasks with `mtpt train-source`."
         )
     return chosen
+
+
+class UnlearnedSourceWarning(UserWarning):
+    """A library source whose prompt never beat a constant answer on its own validation set."""
+
+
+def learned_sources(library: SourceLibrary, sources: Sequence[str], seed: int | None, skip: bool) -> list[str]:
+    """``sources`` without those whose entry did not learn (``learned: false`` in the manifest) when ``skip``; the
+    unlearned ones are warned about either way (transferring a prompt that stayed at the label prior transfers
+    nothing). Entries recorded without the gate count as learned."""
+    import warnings
+
+    unlearned = [name for name in sources if library.entry(name, seed).learned is False]
+    if unlearned:
+        action = "left out (skip_unlearned)" if skip else "used anyway (set skip_unlearned: true to leave them out)"
+        warnings.warn(f"library {library.root}: source(s) {', '.join(unlearned)} did not beat a constant answer on "
+                      f"their validation sets; {action}.", UnlearnedSourceWarning, stacklevel=2)
+    kept = [name for name in sources if not (skip and name in unlearned)]
+    if not kept:
+        raise MtptError(f"Every source of {library.root} this run would use ({', '.join(sources)}) did not learn: "
+                        "retrain them (more steps, another lr) or set skip_unlearned: false.")
+    return kept
 
 
 def finished_run_prompt(run_dir: str | Path) -> Tensor:

@@ -36,8 +36,11 @@ def cmd_library(argv: list[str]) -> int:
           f"d={library.hidden_size}, init {library.init_info}")
     for e in library.entries:
         metric = "-" if e.best_metric is None else f"{e.best_metric:.2f}"
+        constant = "-" if e.constant_score is None else f"{e.constant_score:.2f}"
+        learned = {True: "yes", False: "NO", None: "?"}[e.learned]
         extra = f"  sources: {', '.join(e.sources)}" if e.sources else ""
-        print(f"  {e.task:<24} seed {e.seed:<6} steps {e.steps:<6} best {e.metric_for_best}={metric}  {e.path}{extra}")
+        print(f"  {e.task:<24} seed {e.seed:<6} steps {e.steps:<6} best {e.metric_for_best}={metric}  "
+              f"constant answer {constant}  learned {learned:<3}  {e.path}{extra}")
     return 0
 
 

@@ -74,6 +74,12 @@ class LibraryEntry:
     """Step of the kept checkpoint."""
     sources: tuple[str, ...] = ()
     """For the mixture entry: the tasks it was tuned on."""
+    constant_score: float | None = None
+    """The best validation score a constant answer gets on the same split (the bar for ``learned``); None when
+    unknown (no validation data, a generation or regression task, an entry recorded before this was measured)."""
+    learned: bool | None = None
+    """Whether ``best_metric`` cleared ``constant_score`` by the source stage's ``learned_margin``; None when
+    unknown."""
 
     @property
     def is_mixture(self) -> bool:

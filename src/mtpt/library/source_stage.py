@@ -52,6 +52,11 @@ class SourceStageConfig:
     """Seed of P_init (only when the library is created)."""
     mixture: bool = False
     """Also tune one prompt on the mixture of all sources (generic SPoT), stored as the _mixture entry."""
+    learned_margin: float = 2.0
+    """An entry has `learned` when its best validation score beats the best constant answer's by this many points
+    (recorded per entry; transfer methods warn about, and can leave out, sources that did not learn). Train each
+    source until its validation stops improving with --train.early_stopping_patience and a step cap
+    (--train.steps)."""
     overwrite: bool = False
     """Retrain entries that already exist (their training runs are discarded first)."""
     runs_dir: str | None = None
@@ -157,13 +162,34 @@ def _one_entry(config, library: SourceLibrary, backbone, runs_dir: Path, task: s
     result = train(run_config, backbone=backbone)
     prompt, which, steps = _kept_prompt(run_dir)
     best = None if result.best_metric is None or not math.isfinite(result.best_metric) else float(result.best_metric)
+    constant = constant_score(run_config) if config.train.metric_for_best == "score" else None
+    learned = None if best is None or constant is None else best >= constant + config.learned_margin
     entry = LibraryEntry(task=task, seed=seed, path=entry_folder(task, seed), best_metric=best,
                          metric_for_best=config.train.metric_for_best, steps=steps, best_step=result.best_step,
-                         sources=tuple(tasks) if task == MIXTURE else ())
+                         sources=tuple(tasks) if task == MIXTURE else (), constant_score=constant, learned=learned)
     meta = {"run_dir": str(run_dir), "checkpoint": which, "tasks": tasks, "final": result.final,
             "run_config": to_plain(run_config)}
     library.add_entry(entry, prompt, meta, overwrite=config.overwrite)
     return StageOutcome(task, seed, "trained", best)
+
+
+def constant_score(run_config: RunConfig) -> float | None:
+    """The best validation ``score`` a constant answer gets on the run's validation sets (the mean over its tasks,
+    as the run's own score is); None when a task has none (no validation data, generation or regression)."""
+    from mtpt.metrics import best_constant_score
+    from mtpt.tasks import get_task
+    from mtpt.training.evaluate import split_examples
+
+    scores = []
+    for name in run_config.tasks:
+        task = get_task(name)
+        examples = split_examples(run_config, task, "validation")
+        if not examples or task.kind not in ("classification", "multiple_choice"):
+            return None
+        labels = [ex.label for ex in examples]
+        groups = [ex.group for ex in examples] if any(ex.group is not None for ex in examples) else None
+        scores.append(best_constant_score(task.metrics, labels, max(len(ex.choices) for ex in examples), groups))
+    return sum(scores) / len(scores) if scores else None
 
 
 def source_run_config(config: SourceStageConfig, library: SourceLibrary, tasks: list[str], seed: int,

@@ -38,7 +38,7 @@ def load_eval_sets(parts: RunParts, split: str) -> list[EvalSet]:
     :class:`~mtpt.tasks.DecontaminationWarning` gives the counts; :func:`leakage_report` returns them."""
     sets = []
     for index, task in enumerate(parts.tasks):
-        examples = _split_examples(parts, task, split)
+        examples = split_examples(parts.config, task, split)
         if examples and parts.source_tasks:
             examples, leakage = _without_leaked(parts, task, split, examples)
             _warn_leakage(leakage)
@@ -47,8 +47,10 @@ def load_eval_sets(parts: RunParts, split: str) -> list[EvalSet]:
     return sets
 
 
-def _split_examples(parts: RunParts, task: Task, split: str) -> list[Example]:
-    data, root = parts.config.data, parts.config.data_root()
+def split_examples(config, task: Task, split: str) -> list[Example]:
+    """The examples a run (a :class:`~mtpt.config.RunConfig`) evaluates ``task`` on for ``split``, before any
+    leakage removal: validation follows the k-shot protocol when training does, test is the full (capped) split."""
+    data, root = config.data, config.data_root()
     if task.source_only or not task.sizes(root).get(split):
         return []  # no data for this split (e.g. a user task without a test file)
     # Validation follows the k-shot protocol when training does; test sets are always full (or capped).
@@ -106,7 +108,7 @@ def leakage_report(parts: RunParts) -> dict[str, Any] | None:
     for split in EVAL_SPLITS:
         per_task = {}
         for task in parts.tasks:
-            examples = _split_examples(parts, task, split)
+            examples = split_examples(parts.config, task, split)
             if examples:
                 per_task[task.name] = _without_leaked(parts, task, split, examples)[1].to_json()
         report[split] = per_task

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from mtpt.atomic import atomic_write_text
+from mtpt.backbones import embedding_rms
 from mtpt.batching import pad_batch
 from mtpt.config import dump_yaml, to_plain
 from mtpt.errors import MtptError
@@ -32,6 +33,7 @@ from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
                                      save_checkpoint)
 from mtpt.training.evaluate import evaluate_sets, leakage_report, load_eval_sets, mean_metric
+from mtpt.training.prompt_scale import prompt_scales
 from mtpt.training.sampling import LengthGroupedSampler, MixtureSampler, mixing_weights
 from mtpt.training.step import MicroBatch, TrainingStep
 
@@ -45,8 +47,12 @@ class TrainResult:
     """split -> task -> metrics of the best checkpoint."""
 
 
-def optimizer_groups(method: torch.nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-    """The method's parameter groups (or one group), checked to cover each trainable parameter exactly once."""
+def optimizer_groups(method: torch.nn.Module, lr: float, weight_decay: float,
+                     unit: float = 1.0) -> list[dict[str, Any]]:
+    """The method's parameter groups (or one group), checked to cover each trainable parameter exactly once.
+
+    ``unit``: the backbone's embedding RMS under ``train.lr_units: embedding_rms`` (1 otherwise); each group's rate
+    is multiplied by ``unit ** embedding_power`` (see :class:`~mtpt.contract.ParamGroups`)."""
     trainable = [p for p in method.parameters() if p.requires_grad]
     if not trainable:
         raise MtptError("The method has no trainable parameters.")
@@ -55,6 +61,7 @@ def optimizer_groups(method: torch.nn.Module, lr: float, weight_decay: float) ->
     for group in groups:
         group["params"] = [p for p in group["params"] if p.requires_grad]
         group.setdefault("lr", lr)
+        group["lr"] = group["lr"] * unit ** float(group.pop("embedding_power", 1.0))
         group.setdefault("weight_decay", weight_decay)
         ids = {id(p) for p in group["params"]}
         if ids & seen:
@@ -86,7 +93,8 @@ class Trainer:
         if self.cfg.train.compile:
             parts.model.compile_backbone()
         method = parts.model.method
-        self.optimizer = torch.optim.AdamW(optimizer_groups(method, self.cfg.train.lr, self.cfg.train.weight_decay))
+        unit = embedding_rms(parts.backbone) if self.cfg.train.lr_units == "embedding_rms" else 1.0
+        self.optimizer = torch.optim.AdamW(optimizer_groups(method, self.cfg.train.lr, self.cfg.train.weight_decay, unit))
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, self.cfg.train.warmup_steps, self.cfg.train.steps)
         # The scheduler is deliberately not prepared: Accelerate would step it once per process, but our
         # batch_size is already the global batch, so one optimizer step is one schedule step everywhere.
@@ -131,6 +139,8 @@ class Trainer:
         self._prepare_run_dir()
         self._maybe_resume()
         cfg = self.cfg.train
+        if self.step == 0 and cfg.eval_at_start and self._evaluate_start():
+            return self._finish()
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not self.acc.is_main_process, desc="train")
         started = time.perf_counter()
         while self.step < cfg.steps:
@@ -174,7 +184,7 @@ class Trainer:
                          self.parts.tokenizer.pad_id)
 
     # --- evaluation and checkpoints ----------------------------------------------------------------------------
-    def _evaluate_and_checkpoint(self) -> bool:
+    def _evaluate_and_checkpoint(self, **extra_log: Any) -> bool:
         """Evaluate, save best/last; returns True when early stopping says stop."""
         metrics = evaluate_sets(self.unwrapped, self.parts, self.eval_sets, self.acc)
         value = mean_metric(metrics, self.cfg.train.metric_for_best)
@@ -185,7 +195,7 @@ class Trainer:
         else:
             self.evals_without_gain += 1
         self._log({"step": self.step, "split": "validation", self.cfg.train.metric_for_best: value,
-                   "tasks": metrics, "best": self.best_metric})
+                   "tasks": metrics, "best": self.best_metric, **extra_log})
         if self.acc.is_main_process:
             if improved:  # the metrics travel with the checkpoint: the final validation pass reuses them
                 save_checkpoint(self.run_dir / "checkpoints" / "best", self.unwrapped.method,
@@ -195,6 +205,21 @@ class Trainer:
         self.acc.wait_for_everyone()
         patience = self.cfg.train.early_stopping_patience
         return patience is not None and self.evals_without_gain >= patience
+
+    def _evaluate_start(self) -> bool:
+        """Step 0: the initial prompt's validation score and the scale of its parts, logged; a candidate for the
+        best checkpoint only under ``train.step0_candidate``. Returns True when early stopping says stop."""
+        scales = prompt_scales(self.unwrapped, self._scale_inputs(), embedding_rms(self.parts.backbone))
+        if self.cfg.train.step0_candidate:
+            return self._evaluate_and_checkpoint(prompt_scale=scales)
+        metrics = evaluate_sets(self.unwrapped, self.parts, self.eval_sets, self.acc)
+        self._log({"step": 0, "split": "validation", self.cfg.train.metric_for_best:
+                   mean_metric(metrics, self.cfg.train.metric_for_best), "tasks": metrics, "prompt_scale": scales})
+        return False
+
+    def _scale_inputs(self) -> dict[str, tuple[int, list[int]]]:
+        """One training input per task (its first), on which the method's initial prompt is measured."""
+        return {task.name: (index, self.train_sets[index][0][0]) for index, task in enumerate(self.parts.tasks)}
 
     def _meta(self) -> dict[str, Any]:
         parts = self.parts

@@ -18,6 +18,9 @@ class AttemptConfig:
     """Frozen source prompts to attend over; empty = every library task that is not a task of this run."""
     source_seed: int | None = None
     """Which seed's library entries; null = per task, the seed with the best validation metric."""
+    skip_unlearned: bool = False
+    """Leave out library sources whose entry did not learn (`learned: false` in the manifest: their validation score
+    never beat a constant answer); they are warned about either way."""
     bottleneck: int = 100
     """r, the width of W_down (d -> r) and W_up (r -> d)."""
     temperature: float | None = None

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mtpt.errors import MtptError
-from mtpt.library.access import open_for_run, select_sources
+from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.methods.attempt.attention import AttemptAttention
 from mtpt.methods.attempt.config import AttemptConfig
 from mtpt.contract import BuildContext, PromptBatch
@@ -65,8 +65,14 @@ class Attempt(nn.Module):
         self._weight_rows = 0
         return {"attention": dict(zip(self.source_names + ["target"], means))}
 
+    def prompt_parts(self) -> dict[str, Tensor]:
+        """Each target prompt and the mean of the frozen sources (:class:`mtpt.contract.PromptParts`)."""
+        return {"sources_mean": self.sources.mean(dim=0),
+                **{f"target_prompt/{k}": target.detach() for k, target in enumerate(self.targets)}}
+
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        attention = {"name": "attention", "params": list(self.attention.parameters())}
+        # the target prompts are in embedding units, the attention's weights are not (train.lr_units)
+        attention = {"name": "attention", "params": list(self.attention.parameters()), "embedding_power": 0.0}
         if self.attention_lr is not None:
             attention["lr"] = self.attention_lr
         return [{"name": "target_prompts", "params": [self.targets]}, attention]
@@ -84,7 +90,8 @@ class Attempt(nn.Module):
 
 def build(config: AttemptConfig, ctx: BuildContext) -> Attempt:
     library = open_for_run(config.source_library, ctx)
-    names = select_sources(library, config.sources, ctx.task_names)
+    names = learned_sources(library, select_sources(library, config.sources, ctx.task_names), config.source_seed,
+                            config.skip_unlearned)
     sources = library.prompts(names, config.source_seed)
     slots = len(ctx.task_names) if config.per_task_target else 1
     target = _target_init(config, library, sources, ctx)

@@ -24,6 +24,9 @@ class DtvgConfig:
     that is not the run's target."""
     source_seed: int | None = None
     """Which seed's library entries; null = per task, the seed with the best validation metric."""
+    skip_unlearned: bool = False
+    """Leave out library sources whose entry did not learn (`learned: false` in the manifest: their validation score
+    never beat a constant answer); they are warned about either way."""
     ablation: Literal["full", "only_positive", "target_only", "all_sources", "fixed_group", "spot"] = "full"
     """full (regroup every step), only_positive (every source with TS >= threshold), target_only (no sources),
     all_sources (every source, no grouping), fixed_group (the full group of the first step, kept), spot (the

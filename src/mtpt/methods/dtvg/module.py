@@ -145,6 +145,14 @@ class DynamicGrouping(nn.Module):
         return self.eval_group
 
     # --- trainer capabilities -----------------------------------------------------------------------------------
+    def prompt_parts(self) -> dict[str, Tensor]:
+        """P_t, its task vector, the sources' vectors (scaled, mean over sources) and the evaluation prompt
+        (:class:`mtpt.contract.PromptParts`)."""
+        scaled = self.source_vectors * self.source_scales.detach().unsqueeze(-1)
+        return {"target_prompt": self.target_prompt.detach(),
+                "target_vector": (self.target_prompt - self.p_init).detach(),
+                "source_vectors_mean": scaled.mean(dim=0), "eval_prompt": self.eval_prompt.detach()}
+
     def after_step(self, step: int) -> dict[str, Any] | None:
         """Log the step's grouping (the last training forward pass) and refresh the evaluation prompt."""
         group, details = self._last if self._last is not None else self.decide()
@@ -175,7 +183,10 @@ class DynamicGrouping(nn.Module):
         groups = []
         for name in PARAM_GROUPS:
             lr = self.lrs.get(name)
-            groups.append({"name": name, "params": [getattr(self, name)], "lr": base_lr if lr is None else lr})
+            # P_t is in embedding units; the scales are dimensionless (train.lr_units)
+            power = 1.0 if name == "target_prompt" else 0.0
+            groups.append({"name": name, "params": [getattr(self, name)], "lr": base_lr if lr is None else lr,
+                           "embedding_power": power})
         return groups
 
     def task_prompt(self, task_index: int) -> Tensor:

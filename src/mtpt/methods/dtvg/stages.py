@@ -16,7 +16,7 @@ from torch import Tensor
 
 from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
-from mtpt.library.access import open_for_run, select_sources
+from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.library.format import SourceLibrary
 from mtpt.library.target_run import target_prompt, target_run_config
 from mtpt.methods.dtvg.config import DtvgConfig
@@ -49,7 +49,8 @@ def build(config: DtvgConfig, ctx: BuildContext) -> DynamicGrouping:
     rule = grouping_rule(config)
     _check_numbers(config)
     library = open_for_run(config.source_library, ctx)
-    sources = select_sources(library, config.sources, ctx.task_names)
+    sources = learned_sources(library, select_sources(library, config.sources, ctx.task_names), config.source_seed,
+                              config.skip_unlearned)
     p_init = library.init_prompt()
     vectors = library.task_vectors(sources, config.source_seed)
     target, origin = target_prompt(config.target_prompt, ctx, STAGE1_DIR, library)

@@ -47,8 +47,11 @@ class MptConfig:
     source_checkpoint: Literal["best", "last"] = "best"
     """target stage: which checkpoint of source_run (when source_run is a run folder): best = the checkpoint the run
     stands for (its best on validation; its last when it had no validation), or last."""
-    target_init: Literal["mean", "source", "random"] = "mean"
-    """target stage: new factors from the mean of the source factors, one source's (init_source), or random."""
+    target_init: Literal["shared", "mean", "source", "random"] = "shared"
+    """target stage: new factors with u v = 1, so the target starts at the shared prompt P* (default: what the
+    sources share, at its trained scale); mean: the mean of the source factors, u and v averaged separately (PEFT's
+    AVERAGE_SOURCE_TASKS; with near-orthogonal factors the initial prompt is close to 0); source: one source's
+    factors (init_source); random: N(0, factor_std) (PEFT's default)."""
     init_source: str = ""
     """target stage, target_init source: the source task whose factors start the target."""
     train_shared: bool = True

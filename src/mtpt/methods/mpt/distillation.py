@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-INIT_MODES = ("mean", "source", "random")
+INIT_MODES = ("shared", "mean", "source", "random")
 HIDDEN_DISTANCES = ("mse", "normalized_mse")
 
 __all__ = ["HIDDEN_DISTANCES", "INIT_MODES", "distillation_loss", "init_task_factors", "mpt_task_prompts"]
@@ -141,8 +141,11 @@ def init_task_factors(
     Args:
         u_sources: ``[K, L, r]`` trained source factors.
         v_sources: ``[K, r, d]``.
-        mode: ``"mean"``: the mean of the source factors, taken separately for ``u`` and ``v`` as PEFT's
-            ``AVERAGE_SOURCE_TASKS`` does (so ``u_t v_t`` is *not* the mean of the products);
+        mode: ``"shared"``: ``u = 1/r``, ``v = 1``, so that ``u_t v_t = 1`` everywhere and the target's prompt
+            starts exactly at the shared prompt ``P*`` (what the sources share, at its own scale);
+            ``"mean"``: the mean of the source factors, taken separately for ``u`` and ``v`` as PEFT's
+            ``AVERAGE_SOURCE_TASKS`` does (so ``u_t v_t`` is *not* the mean of the products: with near-orthogonal
+            source factors it is close to 0, and so is the target's initial prompt);
             ``"source"``: one source's factors (``source_index``); ``"random"``: ``N(0, std)`` (PEFT: 0.02).
         source_index: required for ``"source"``.
         generator: random generator for ``"random"``.
@@ -162,6 +165,10 @@ def init_task_factors(
         u = torch.randn(shape_u, generator=generator, dtype=u_sources.dtype, device=u_sources.device) * std
         v = torch.randn(shape_v, generator=generator, dtype=v_sources.dtype, device=v_sources.device) * std
         return u, v
+    if mode == "shared":
+        rank = u_sources.shape[-1]
+        u = torch.full(u_sources.shape[1:], 1.0 / rank, dtype=u_sources.dtype, device=u_sources.device)
+        return u, torch.ones(v_sources.shape[1:], dtype=v_sources.dtype, device=v_sources.device)
     if num_sources == 0:
         raise ValueError(f"mode {mode!r} needs at least one source task")
     if mode == "mean":

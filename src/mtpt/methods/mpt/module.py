@@ -62,6 +62,11 @@ class MultitaskPrompt(nn.Module):
         with torch.no_grad():
             return mpt_task_prompts(self.prompt_embeddings, self.prefix_task_cols, self.prefix_task_rows, ids)[0]
 
+    def prompt_parts(self) -> dict[str, Tensor]:
+        """P* and each task's prompt ``P* o (u_k v_k)`` (:class:`mtpt.contract.PromptParts`)."""
+        return {"shared": self.prompt_embeddings.detach(),
+                **{f"task_prompt/{k}": self.task_prompt(k) for k in range(self.num_tasks)}}
+
     def extra_losses(self, ctx: LossContext) -> dict[str, Tensor]:
         """``distill_kl`` and ``distill_mse`` (each times lambda) against the batch's teacher prompts."""
         if self.teachers is None or not self.training:
@@ -76,7 +81,8 @@ class MultitaskPrompt(nn.Module):
         return {"distill_kl": self.distill_weight * terms["kl"], "distill_mse": self.distill_weight * terms["mse"]}
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        factors = {"name": "factors", "params": [self.prefix_task_cols, self.prefix_task_rows]}
+        # P* is in embedding units, the factors multiply it and are dimensionless (train.lr_units)
+        factors = {"name": "factors", "params": [self.prefix_task_cols, self.prefix_task_rows], "embedding_power": 0.0}
         if self.factor_lr is not None:
             factors["lr"] = self.factor_lr
         shared = [self.prompt_embeddings] if self.prompt_embeddings.requires_grad else []

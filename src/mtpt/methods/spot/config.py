@@ -26,6 +26,9 @@ class SpotConfig:
     """The source task for mode: fixed."""
     source_seed: int | None = None
     """Which seed's library entries; null = per task, the seed with the best validation metric."""
+    skip_unlearned: bool = False
+    """Leave out library sources whose entry did not learn (`learned: false` in the manifest: their validation score
+    never beat a constant answer); they are warned about either way."""
     target_prompt: str = ""
     """retrieve: a prompt file, export folder or finished run of the target (trained from the library's initial
     prompt); empty = run a short PT on the target into <output_dir>/retrieval/."""

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
-from mtpt.library.access import open_for_run, select_sources
+from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.library.format import MIXTURE, SourceLibrary
 from mtpt.library.target_run import target_prompt, target_run_config
 from mtpt.library.transfer import TransferredPrompt
@@ -42,10 +42,11 @@ def build(config: SpotConfig, ctx: BuildContext) -> TransferredPrompt:
     if config.mode == "fixed":
         if not config.source:
             raise MtptError("SPoT mode 'fixed' needs method.source (a task of the library).")
-        select_sources(library, [config.source], ctx.task_names)
+        learned_sources(library, select_sources(library, [config.source], ctx.task_names), config.source_seed, False)
         record = {"method": "spot", "mode": "fixed", "source": config.source}
         return TransferredPrompt(library.prompt(config.source, config.source_seed), record)
-    sources = select_sources(library, config.sources, ctx.task_names)
+    sources = learned_sources(library, select_sources(library, config.sources, ctx.task_names), config.source_seed,
+                              config.skip_unlearned)
     target, origin = target_prompt(config.target_prompt, ctx, RETRIEVAL_DIR, library)
     record = retrieve(library, sources, target, config)
     record["target_prompt"] = origin

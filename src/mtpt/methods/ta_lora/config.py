@@ -23,6 +23,7 @@ class GateShape(str, Enum):
 
 
 class TargetInit(str, Enum):
+    PRINCIPAL = "principal"
     MEAN = "mean"
     RANDOM = "random"
     SOURCE = "source"
@@ -84,9 +85,12 @@ class TaLoraConfig:
     """lambda; the term is logged as loss/orthogonality (already multiplied by lambda)."""
     source_run: str = ""
     """Target stage: a finished TA-LoRA source-stage run folder (its kept checkpoint) or a checkpoint folder."""
-    target_init: Literal["mean", "random", "source", "reuse"] = "mean"
-    """Target stage fast weights: mean of the source factors, random, one source's (init_source), or reuse (each run
-    task must be a source task and starts from its own factors: the unseen-data protocol)."""
+    target_init: Literal["principal", "mean", "random", "source", "reuse"] = "principal"
+    """Target stage fast weights: principal (default: the block is the best rank-1 approximation of the mean source
+    block, at the mean source block's norm: what the sources share, at one block's size), mean (u and v averaged
+    separately, as MPT's PEFT init: with near-orthogonal v_i the block nearly cancels), random, one source's
+    (init_source), or reuse (each run task must be a source task and starts from its own factors: the unseen-data
+    protocol)."""
     init_source: str = ""
     """Target stage, target_init source: the source task whose fast weight starts every target."""
     train_slow: bool | None = None

@@ -96,6 +96,12 @@ class TaLora(nn.Module):
         self._hook.skip_block = skip
         self.theta0.requires_grad_(skip or self.options.train_theta0)
 
+    def prompt_parts(self) -> dict[str, Tensor]:
+        """theta0 and each task's block ``s B u_t v_t^T`` before its gate (:class:`mtpt.contract.PromptParts`)."""
+        ids = torch.arange(self.num_tasks, device=self.fast_u.device)
+        blocks = self.task_delta(ids).detach()
+        return {"theta0": self.theta0.detach(), **{f"task_block/{i}": block for i, block in enumerate(blocks)}}
+
     def hooked_layers(self) -> list[int]:
         """The layers the gated attention acts in (:class:`mtpt.contract.HookedLayers`; empty for additive)."""
         return list(self.layer_indices)
@@ -132,11 +138,15 @@ class TaLora(nn.Module):
             if not value > 0:
                 raise MtptError(f"TA-LoRA {name} must be positive, got {value}.")
         trainable = lambda params: [p for p in params if p.requires_grad]  # noqa: E731
+        # train.lr_units: the block s B u v^T is a product of three factors started at balanced scales, so each
+        # carries about the cube root of the embedding scale; theta0 (trained only on request) shares B's group
+        # and rate; the gates are dimensionless.
         return [
-            {"name": "slow", "params": trainable([self.slow_b, self.theta0]), "lr": lr_slow},
-            {"name": "fast", "params": trainable([self.fast_u, self.fast_v]), "lr": lr_fast},
+            {"name": "slow", "params": trainable([self.slow_b, self.theta0]), "lr": lr_slow, "embedding_power": 1 / 3},
+            {"name": "fast", "params": trainable([self.fast_u, self.fast_v]), "lr": lr_fast, "embedding_power": 1 / 3},
             # Decaying g pulls the gate shut, against what the task loss is opening: no weight decay.
-            {"name": "gate", "params": trainable([self.gates]), "lr": lr_gate, "weight_decay": 0.0},
+            {"name": "gate", "params": trainable([self.gates]), "lr": lr_gate, "weight_decay": 0.0,
+             "embedding_power": 0.0},
         ]
 
     def extra_losses(self, ctx: LossContext) -> dict[str, Tensor]:

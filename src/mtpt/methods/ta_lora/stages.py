@@ -194,7 +194,7 @@ def _target_fast_weights(config: TaLoraConfig, ctx: BuildContext, source: Source
         if missing:
             raise MtptError(f"target_init 'reuse' continues each run task from its own source factors, but "
                             f"{', '.join(missing)} is not a source task of {config.source_run} "
-                            f"({', '.join(source.tasks)}). Use target_init mean/random/source for new tasks.")
+                            f"({', '.join(source.tasks)}). Use target_init principal/mean/random/source for new tasks.")
         rows = [source.tasks.index(t) for t in ctx.task_names]
         return src_u[rows].clone(), src_v[rows].clone()
     index = None
@@ -205,4 +205,5 @@ def _target_fast_weights(config: TaLoraConfig, ctx: BuildContext, source: Source
         index = source.tasks.index(config.init_source)
     generator = torch.Generator().manual_seed(ctx.seed)
     std = float(source.record.get("init_std", 1.0))
-    return target_factors(src_u, src_v, mode.value, len(ctx.task_names), index=index, std=std, generator=generator)
+    return target_factors(src_u, src_v, mode.value, len(ctx.task_names), index=index, std=std, generator=generator,
+                          slow_b=source.tensors["slow_b"])

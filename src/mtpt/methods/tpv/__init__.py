@@ -3,7 +3,7 @@
 from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 from mtpt.methods.tpv.config import TpvConfig
 from mtpt.methods.tpv.grid import cmd_tpv_grid
-from mtpt.methods.tpv.module import PromptCombination, build
+from mtpt.methods.tpv.module import PromptCombination, build, prerequisites
 
 register_method(
     MethodSpec(
@@ -13,8 +13,10 @@ register_method(
         summary="Task prompt vectors: P_init + sum of lambda-weighted library task vectors (init for PT, or combine).",
         cli_commands={"tpv-grid": ("Choose TPV's lambda on validation over a grid (method tpv, mode: combine).",
                                    cmd_tpv_grid)},
+        prerequisites=prerequisites,
         roles=OptionRoles(library="source_library"),
-        speed=(SpeedVariant("tpv", {"source_library": "{library}", "mode": "init"}, peft="pt"),),
+        speed=(SpeedVariant("tpv", {"source_library": "{library}", "mode": "init", "target_prompt": "{target_prompt}"},
+                            peft="pt"),),
     )
 )
 

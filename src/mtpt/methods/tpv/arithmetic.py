@@ -24,6 +24,7 @@ __all__ = [
     "add",
     "apply_to",
     "lambda_grid",
+    "most_similar",
     "negate",
     "scale",
     "subtract",
@@ -113,6 +114,26 @@ def apply_to(
     lam = _lambda_vector(lambdas, stacked.shape[0], origin)
     # tensordot over K: one fused multiply-add instead of a Python loop over tasks.
     return origin + torch.tensordot(lam, stacked, dims=1)
+
+
+def most_similar(target_vector: Tensor, vectors: Tensor, k: int) -> list[int]:
+    """Indices of the ``k`` vectors most cosine-similar (token-averaged, as SPoT compares prompts) to
+    ``target_vector``, most similar first; ties keep the vectors' order.
+
+    Args:
+        target_vector: ``[L, d]``.
+        vectors: ``[K, L, d]``.
+        k: how many, at least 1 (capped at ``K``).
+    """
+    from mtpt.similarity import similarity_matrix
+
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if vectors.dim() != 3 or vectors.shape[0] == 0:
+        raise ValueError(f"vectors must be [K, L, d] with K >= 1, got shape {tuple(vectors.shape)}")
+    cosine = similarity_matrix(target_vector.unsqueeze(0).to(vectors.dtype), vectors, kind="cosine")[0]
+    order = sorted(range(len(cosine)), key=lambda i: (-float(cosine[i]), i))
+    return order[: min(k, len(order))]
 
 
 def lambda_grid(

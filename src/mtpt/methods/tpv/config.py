@@ -12,8 +12,9 @@ from mtpt.methods.tpv.arithmetic import DEFAULT_LAMBDAS
 class TpvConfig:
     """Task prompt vectors (Belanec et al. 2024): P = P_init + sum_k lambda_k tau_k over library task vectors.
 
-    init: cross-task initialisation — the combination (lambda = `lambdas`, default 1) starts a trainable prompt,
-    then plain prompt tuning on the run's tasks. combine: the combination itself is the prompt; `mtpt tpv-grid`
+    init: cross-task initialisation — a combination starts a trainable prompt, then plain prompt tuning on the run's
+    tasks: by default lambda times the mean of the task vectors of the top_k sources most similar to the target
+    (init_selection), or the sum over every source (init_selection all, lambda = `lambdas`). combine: the combination itself is the prompt; `mtpt tpv-grid`
     picks lambda on validation from `grid` (the paper's use, no training); under `mtpt train` the lambdas
     (one scalar per source) are learned instead — our option, the vectors stay frozen.
     """
@@ -26,8 +27,24 @@ class TpvConfig:
     """Task vectors to combine; empty = every library task that is not a task of this run."""
     source_seed: int | None = None
     """Which seed's library entries; null = per task, the seed with the best validation metric."""
+    skip_unlearned: bool = False
+    """Leave out library sources whose entry did not learn (`learned: false` in the manifest: their validation score
+    never beat a constant answer); they are warned about either way."""
     lambdas: list[float] = field(default_factory=lambda: [1.0])
-    """One coefficient for every source, or one per source (in `sources` order)."""
+    """One coefficient for every source, or one per source (in `sources` order; init_selection all only)."""
+    init_selection: Literal["top_k", "all"] = "top_k"
+    """mode init: top_k (default) starts from P_init + lambda * the mean of the top_k source vectors most similar
+    to the target's task vector (cosine, token-averaged), the TPV authors' use of related sources; all: P_init +
+    sum of lambda_k * every source vector (with lambda = 1 and unrelated sources, several times P_init's norm)."""
+    top_k: int = 2
+    """init_selection top_k: how many sources."""
+    target_prompt: str = ""
+    """init_selection top_k: the target's prompt trained from the library's P_init (a prompt file, export folder or
+    finished run); empty = a short PT run on the target from P_init (a prerequisite run, <output_dir>/stage1/)."""
+    target_steps: int = 50
+    """Steps of that PT run."""
+    target_lr: float | None = None
+    """Its learning rate; null = the run's train.lr."""
     grid: list[float] = field(default_factory=lambda: list(DEFAULT_LAMBDAS))
     """mtpt tpv-grid: the values one coefficient may take."""
     grid_mode: Literal["shared", "per_task"] = "shared"

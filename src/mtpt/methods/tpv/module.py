@@ -8,10 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from mtpt.errors import MtptError
-from mtpt.library.access import open_for_run, select_sources
+from mtpt.contract import BuildContext, Prerequisite, PromptBatch
+from mtpt.library.access import learned_sources, open_for_run, select_sources
+from mtpt.library.format import SourceLibrary
+from mtpt.library.target_run import target_prompt, target_run_config
 from mtpt.library.transfer import TransferredPrompt
-from mtpt.contract import BuildContext, PromptBatch
-from mtpt.methods.tpv.arithmetic import apply_to
+from mtpt.methods.tpv.arithmetic import apply_to, most_similar
 from mtpt.methods.tpv.config import TpvConfig
 
 
@@ -46,6 +48,10 @@ class PromptCombination(nn.Module):
     def lambda_record(self) -> dict[str, float]:
         return dict(zip(self.sources, (float(v) for v in self.lambdas.detach())))
 
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        # the coefficients are dimensionless (train.lr_units)
+        return [{"name": "lambdas", "params": [self.lambdas], "embedding_power": 0.0}]
+
     def after_step(self, step: int) -> dict[str, Any]:
         # Under `mtpt train` the coefficients learn; log their trajectory.
         return {"lambdas": self.lambda_record()}
@@ -71,12 +77,43 @@ def expand_lambdas(values: Sequence[float], sources: Sequence[str]) -> list[floa
     return values
 
 
+STAGE1_DIR = "stage1"
+"""The key of the target's PT run (top_k selection without target_prompt): its sub-folder of the run folder."""
+
+
+def prerequisites(config: TpvConfig, run) -> list[Prerequisite]:
+    """mode init with init_selection top_k and no target_prompt: a PT run on the target from the library's P_init,
+    whose task vector picks the sources."""
+    if config.mode != "init" or config.init_selection != "top_k" or config.target_prompt:
+        return []
+    if config.target_steps < 1:
+        raise MtptError(f"target_steps must be at least 1, got {config.target_steps}.")
+    if not config.source_library:
+        return []  # the builder says what is missing
+    library = SourceLibrary.open(config.source_library)
+    return [Prerequisite(STAGE1_DIR, target_run_config(run, library, config.target_steps,
+                                                       config.target_lr or run.train.lr))]
+
+
 def build(config: TpvConfig, ctx: BuildContext) -> nn.Module:
     library = open_for_run(config.source_library, ctx)
-    sources = select_sources(library, config.sources, ctx.task_names)
-    lambdas = expand_lambdas(config.lambdas, sources)
+    sources = learned_sources(library, select_sources(library, config.sources, ctx.task_names), config.source_seed,
+                              config.skip_unlearned)
     init, vectors = library.init_prompt(), library.task_vectors(sources, config.source_seed)
     if config.mode == "combine":
-        return PromptCombination(init, vectors, lambdas, sources)
-    record = {"method": "tpv", "mode": "init", "lambdas": dict(zip(sources, lambdas))}
-    return TransferredPrompt(apply_to(init, vectors, lambdas), record)
+        return PromptCombination(init, vectors, expand_lambdas(config.lambdas, sources), sources)
+    if config.init_selection == "all":
+        lambdas = expand_lambdas(config.lambdas, sources)
+        record = {"method": "tpv", "mode": "init", "selection": "all", "lambdas": dict(zip(sources, lambdas))}
+        return TransferredPrompt(apply_to(init, vectors, lambdas), record)
+    if len(config.lambdas) != 1:
+        raise MtptError("init_selection top_k takes one lambda (it scales the mean of the chosen vectors); "
+                        f"got {len(config.lambdas)}.")
+    if config.top_k < 1:
+        raise MtptError(f"top_k must be at least 1, got {config.top_k}.")
+    target, origin = target_prompt(config.target_prompt, ctx, STAGE1_DIR, library)
+    chosen = most_similar(target - init, vectors, config.top_k)
+    weight = float(config.lambdas[0]) / len(chosen)
+    record = {"method": "tpv", "mode": "init", "selection": "top_k", "target_prompt": origin,
+              "lambdas": {sources[i]: weight for i in chosen}}
+    return TransferredPrompt(apply_to(init, vectors[chosen], weight), record)
