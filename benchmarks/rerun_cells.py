@@ -3,9 +3,11 @@
     python benchmarks/rerun_cells.py OUT CELL [CELL ...]
 
 Each CELL is a finished cell folder (``benchmarks/results/<bench>/cells/<method>/<target>/seed-<s>``); it is
-trained again with ``mtpt train CELL/config.yaml --output_dir OUT/<method>-<target>-seed-<s>`` (run from the
-repository root, so the recorded relative paths to the library, source stages and target stage-I runs resolve),
-and its final scores are printed next to the recorded ones. Exit status 1 when a score differs. Use one torch
+trained again with ``mtpt train CELL/config.yaml --method <CELL/method_config.yaml> --output_dir
+OUT/<method>-<target>-seed-<s>`` (run from the repository root, so the recorded relative paths to the library,
+source stages and target stage-I runs resolve): the method options are the resolved ones the cell recorded, so a
+default changed since (a target initialisation, say) does not change the rerun. Its final scores are printed next
+to the recorded ones. Exit status 1 when a score differs. Use one torch
 thread (``OMP_NUM_THREADS=1``) to match cells recorded with one.
 """
 
@@ -21,12 +23,20 @@ def final_scores(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
     return json.loads((run_dir / "results.json").read_text())["final"]
 
 
+def recorded_method(cell: Path) -> dict:
+    """The cell's method section with every option resolved as it ran (``method_config.yaml``)."""
+    import yaml
+
+    resolved = yaml.safe_load((cell / "method_config.yaml").read_text())
+    return {"name": resolved.pop("method"), **resolved}
+
+
 def rerun(cell: Path, out: Path) -> bool:
     seed, target, method = cell.parts[-1], cell.parts[-2], cell.parts[-3]
     run_dir = out / f"{method}-{target}-{seed}"
     if not (run_dir / "results.json").exists():
         subprocess.run([sys.executable, "-m", "mtpt.cli", "train", str(cell / "config.yaml"),
-                        "--output_dir", str(run_dir)], check=True)
+                        "--method", json.dumps(recorded_method(cell)), "--output_dir", str(run_dir)], check=True)
     recorded, again = final_scores(cell), final_scores(run_dir)
     same = True
     for split, tasks in recorded.items():

@@ -4,11 +4,11 @@ decontamination report. In-memory toy tasks only; the real-data check is marked 
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import pytest
 
-from mtpt.cli import _format_warning
 from mtpt.cli import main as cli_main
 from mtpt.tasks import DecontaminationWarning, Example, KShotInfo, Task, decontamination_report, get_task
 from mtpt.tasks.overlap import (MIN_WORDS, find_leaked, input_key, normalize, overlap_matrix, remove_leaked,
@@ -229,12 +229,13 @@ def test_tasks_verbose_shows_what_decontamination_removed(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: dup-small\ntemplate: '{text}'\nlabel_column: label\nlabel_words: [negative, positive]\n"
                     "files: {train: train.csv, validation: val.csv, test: test.csv}\n")
-    with pytest.warns(DecontaminationWarning, match="'dup-small': .* train -1 of 3"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
         assert cli_main(["tasks", "--spec", str(spec), "--verbose"]) == 0
-    assert "removed duplicates: train -1 (duplicates of test inputs: 1)" in capsys.readouterr().out
-    # the CLI prints mtpt's warnings as one plain line, others as Python does
-    assert _format_warning("3 dropped", DecontaminationWarning, "x.py", 1) == "mtpt: warning: 3 dropped\n"
-    assert "x.py:1: UserWarning: other" in _format_warning("other", UserWarning, "x.py", 1, "")
+    out, err = capsys.readouterr()
+    assert "removed duplicates: train -1 (duplicates of test inputs: 1)" in out
+    # the CLI prints mtpt's warnings as one plain line naming the command
+    assert re.search(r"mtpt tasks: warning: task 'dup-small': .* train -1 of 3", err)
 
 
 # -- the real data ----------------------------------------------------------------------------------

@@ -48,3 +48,20 @@ def test_peft_reproduces_mtpt_logits_on_smollm2(smollm2, tmp_path):
     peft_model = PeftModel.from_pretrained(backbone.model, str(tmp_path / "adapter"))
     theirs = peft_model(input_ids=torch.tensor([ids])).logits[0, -1]  # prompt tuning leaves the base model unchanged
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_autopeft_loads_a_smollm2_export_by_its_base_folder(smollm2, tmp_path):
+    """The export names the converted backbone folder, so PEFT alone loads base model and prompt (issue 31)."""
+    from peft import AutoPeftModelForCausalLM
+
+    from mtpt.backbones import local_reference
+
+    model, tok, backbone = smollm2
+    export_peft_prompt(model.method.prompt, tmp_path / "adapter", backbone.model, local_reference("smollm2-135m"))
+    peft_model = AutoPeftModelForCausalLM.from_pretrained(str(tmp_path / "adapter"))
+    for sentence in SENTENCES:
+        ids = tok.input_ids(sentence)
+        ours = model(pad_batch([ids], [tok.target_ids(" positive", eos=False)], [0], tok.pad_id)).logits[0, 0]
+        with torch.no_grad():
+            theirs = peft_model(input_ids=torch.tensor([ids])).logits[0, -1]
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)

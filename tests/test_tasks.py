@@ -409,8 +409,8 @@ def test_user_spec_chinese_regression_generation():
 
 @pytest.mark.parametrize("spec, pattern", [
     ("bad_label.yaml", r"reviews_bad_label\.csv:4: label 'maybe' is not in the label set"),
-    ("missing_column.yaml", r"reviews_train\.csv:2: field 'review' is missing"),
-    ("missing_label_column.yaml", r"reviews_train\.csv:2: field 'sentiment' is missing"),
+    ("missing_column.yaml", r"reviews_train\.csv: the header row \['label', 'stars', 'text'\] has no column \['review'\]"),
+    ("missing_label_column.yaml", r"reviews_train\.csv: the header row .* has no column \['sentiment'\]"),
     ("missing_file.yaml", r"missing_file\.yaml: files\.train: file not found: .*does_not_exist"),
     ("empty_split.yaml", r"reviews_empty\.csv: no examples in the test file"),
     ("malformed_jsonl.yaml", r"reviews_malformed\.jsonl:2: malformed JSON"),

@@ -102,7 +102,7 @@ def test_published_kshot_splits(task):
             assert not test_texts & {e.text for e in exs}, f"seed {seed} {name} overlaps test"
         if info.kind == "per_class":
             counts = _count(task, train)
-            n_classes = len(task.label_words) if task.label_words else len(counts)
+            n_classes = len(task.label_words) if task.kind == "classification" else len(counts)
             assert len(counts) == n_classes and set(counts.values()) == {info.k}, counts
         elif "multirc" in task.name:
             assert len({e.group for e in train}) == info.k

@@ -146,6 +146,18 @@ def tiny_backbone(arch: str = "llama", seed: int = 0) -> Backbone:
     return freeze(model, tokenizer, f"tiny-{arch}")
 
 
+def local_reference(name: str) -> str:
+    """How a file written for another library (a PEFT adapter's ``base_model_name_or_path``) names a backbone so
+    that the library loads it without mtpt: the converted folder of a built-in alias (converting it if needed),
+    the absolute path of a local model folder, else the name itself (a hub id; ``tiny-*`` test models have no
+    folder)."""
+    if name in ALIASES:
+        return str(_converted_alias(name).resolve())
+    if Path(name).is_dir():
+        return str(Path(name).resolve())
+    return name
+
+
 def _resolve_folder(name_or_path: str) -> str:
     if name_or_path in ALIASES:
         return str(_converted_alias(name_or_path))

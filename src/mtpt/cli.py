@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -37,19 +38,42 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-@command("evaluate", "Evaluate a run folder's best (or another) checkpoint on chosen splits.")
+@command("evaluate", "Evaluate a run folder's best (or another) checkpoint, or a backbone zero-shot, on chosen splits.")
 def cmd_evaluate(argv: list[str]) -> int:
+    """Evaluate a run folder's checkpoint, or a bare backbone on tasks (zero-shot: --backbone NAME --tasks T ...);
+    --predictions writes one record per example (the prediction, every label's score and the gold answer)."""
     parser = argparse.ArgumentParser(prog="mtpt evaluate", description=cmd_evaluate.__doc__)
-    parser.add_argument("run_dir", help="A folder written by `mtpt train`.")
+    parser.add_argument("run_dir", nargs="?", default=None, help="A folder written by `mtpt train`.")
+    parser.add_argument("--backbone", default=None, help="Instead of a run: a backbone evaluated zero-shot.")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="With --backbone: registered task names or YAML task specs.")
+    parser.add_argument("--data-root", default=None, help="With --backbone: the benchmark data folder "
+                                                          "(default: $MTPT_DATA_ROOT).")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint folder.")
     parser.add_argument("--splits", nargs="+", default=["test"], help="Splits to evaluate.")
     parser.add_argument("--max-eval-examples", type=int, default=None, help="Cap each split (seeded sample).")
     parser.add_argument("--scorer", choices=["rank", "generate"], default=None, help="Override the run's scorer.")
+    parser.add_argument("--predictions", default=None, help="Write per-example prediction records to this JSONL file.")
+    parser.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"], default=None,
+                        help="Override the run's autocast precision (zero-shot default: auto).")
     args = parser.parse_args(argv)
-    from mtpt.runs import evaluate_run
+    from mtpt.runs import evaluate_run, evaluate_zero_shot
 
-    results = evaluate_run(args.run_dir, args.checkpoint, args.splits, args.max_eval_examples, args.scorer)
+    if (args.run_dir is None) == (args.backbone is None):
+        parser.error("give a run folder, or --backbone NAME with --tasks")
+    if args.backbone is not None:
+        if not args.tasks:
+            parser.error("--backbone needs --tasks")
+        results = evaluate_zero_shot(args.backbone, args.tasks, args.splits, args.max_eval_examples, args.scorer,
+                                     args.data_root, args.predictions, args.precision)
+    else:
+        if args.tasks is not None:
+            parser.error("--tasks is for --backbone; a run evaluates its own tasks")
+        results = evaluate_run(args.run_dir, args.checkpoint, args.splits, args.max_eval_examples, args.scorer,
+                               predictions=args.predictions, precision=args.precision)
     _print_results(results)
+    if args.predictions:
+        print(f"predictions: {args.predictions}")
     return 0
 
 
@@ -145,7 +169,7 @@ def _print_results(results: dict) -> None:
             print(f"{split:>10}  {task:<20} {shown}")
 
 
-COMMAND_MODULES = ("mtpt.library.commands", "mtpt.bench.commands")
+COMMAND_MODULES = ("mtpt.inference.commands", "mtpt.library.commands", "mtpt.bench.commands")
 """Modules beyond the methods that contribute commands: each exposes ``COMMANDS = {name: (help, fn)}``."""
 
 
@@ -172,19 +196,29 @@ def _plugin_commands() -> dict[str, tuple[str, Callable[[list[str]], int]]]:
     return found
 
 
-_python_format_warning = warnings.formatwarning
+@contextlib.contextmanager
+def _warnings_shown_as(command_name: str):
+    """While a command runs, print mtpt's own warnings as ``mtpt CMD: warning: ...`` lines on stderr (others as
+    Python prints them)."""
+    from mtpt.errors import MtptWarning
 
+    default = warnings.showwarning
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:
-    """mtpt's own warnings (about the user's data and runs) as one plain line; others as Python prints them."""
-    if category.__module__.startswith("mtpt."):
-        return f"mtpt: warning: {message}\n"
-    return _python_format_warning(message, category, filename, lineno, line)
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, MtptWarning):
+            print(f"mtpt {command_name}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    warnings.formatwarning = _format_warning
     commands = {**COMMANDS, **_plugin_commands()}
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: mtpt COMMAND [ARGS]   (mtpt COMMAND --help for a command's options)\n")
@@ -197,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mtpt: unknown command {name!r}; run `mtpt --help` for the list.", file=sys.stderr)
         return 2
     try:
-        code = commands[name][1](rest)
+        with _warnings_shown_as(name):
+            code = commands[name][1](rest)
     except MtptError as err:
         print(f"mtpt {name}: error: {err}", file=sys.stderr)
         return 1

@@ -66,7 +66,9 @@ class TrainConfig:
     (prompts) is multiplied by the backbone's embedding RMS (a power of it for factors of a product, none for
     dimensionless parameters such as gates and scales: each method's parameter groups say which), so one rate
     moves prompts by a comparable relative amount on backbones whose embedding scales differ (Gemma 3's are
-    about 8x SmolLM2's). Under AdamW this is prompt tuning in units of the embedding RMS."""
+    about 8x SmolLM2's). Under AdamW this is prompt tuning in units of the embedding RMS: every rate is a relative
+    step, and a dimensionless parameter (unit 1) takes it as it is, so give such groups their own rate where the
+    method has one (SmolLM2's RMS is 0.136: lr 0.22 moves its prompts as an absolute 0.03 does)."""
     weight_decay: float = 0.0
     """AdamW weight decay of groups that do not set their own."""
     warmup_steps: int = 0

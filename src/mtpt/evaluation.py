@@ -40,6 +40,10 @@ class Predictions:
     """Per example: the chosen choice index (rank / classification generate) or the generated text."""
     invalid: int = 0
     """How many generated outputs matched no choice."""
+    scores: list[list[float]] | None = None
+    """Per example (rank): the log-likelihood of each of its choices under the rank normalisation."""
+    texts: list[str] | None = None
+    """Per example (generate): the decoded output."""
 
 
 def normalize_answer(text: str) -> str:
@@ -62,7 +66,7 @@ def rank_choices(
     device: torch.device | str = "cpu",
     share_prefix: bool = True,
 ) -> Predictions:
-    """Index of the most likely choice for each example.
+    """Index of the most likely choice for each example, and every choice's log-likelihood (``scores``).
 
     One forward pass over a chunk's inputs gives the next-token distribution at the last input position, which
     scores every single-token choice (sum and mean coincide for one token). Multi-token choices: on decoder-only
@@ -73,6 +77,7 @@ def rank_choices(
     ``share_prefix=False`` (a benchmark switch, ``mtpt bench levers``) gives every (example, choice) pair a full
     pass of its own on every backbone: the same scores, one input pass per choice."""
     best: list[int] = []
+    all_scores: list[list[float]] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         ids = task_ids[start:start + batch_size]
@@ -87,7 +92,8 @@ def rank_choices(
         else:
             scores = _cached_scores(model, tok, chunk, ids, choice_ids, longer, batch_size, normalization, device)
         best.extend(scores.argmax(dim=1).tolist())
-    return Predictions(best)
+        all_scores.extend(row[:len(choices)] for row, choices in zip(scores.tolist(), choice_ids))
+    return Predictions(best, scores=all_scores)
 
 
 def _cached_scores(model, tok, chunk, ids, choice_ids, longer, batch_size, normalization, device) -> torch.Tensor:
@@ -172,6 +178,7 @@ def generate_answers(
 ) -> Predictions:
     """Greedy outputs; for examples with choices, the index of the matching choice (-1 when invalid)."""
     values: list = []
+    texts: list[str] = []
     invalid = 0
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
@@ -179,6 +186,7 @@ def generate_answers(
         batch = pad_batch(inputs, [[] for _ in chunk], task_ids[start:start + batch_size], tok.pad_id).to(device)
         for ex, new_ids in zip(chunk, model.generate(batch, max_new_tokens=max_new_tokens)):
             text = tok.tokenizer.decode(new_ids, skip_special_tokens=True)
+            texts.append(text)
             if not ex.choices:
                 values.append(text)
                 continue
@@ -186,7 +194,7 @@ def generate_answers(
             match = [i for i, c in enumerate(ex.choices) if normalize_answer(c) == wanted]
             invalid += not match
             values.append(match[0] if match else -1)
-    return Predictions(values, invalid)
+    return Predictions(values, invalid, texts=texts)
 
 
 def prediction_shares(examples: Sequence[Example], predictions: Predictions) -> dict[str, float]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mtpt.backbones import Backbone
-from mtpt.config import load_yaml, run_config_from_dict
+from mtpt.atomic import atomic_write_text
+from mtpt.backbones import Backbone, local_reference
+from mtpt.config import DataConfig, RunConfig, load_yaml, run_config_from_dict
 from mtpt.errors import MtptError
-from mtpt.contract import TaskPrompts
+from mtpt.contract import ExtraState, TaskPrompts
 from mtpt.peft_io import export_peft_prompt
 from mtpt.precision import make_accelerator
 from mtpt.prompt_io import save_prompt
@@ -30,13 +31,19 @@ def checkpoint_dir(run_dir: str | Path, which: str) -> Path:
 
 
 def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None = None) -> RunParts:
-    """Rebuild a trained run's model from its resolved config and load a checkpoint into it."""
+    """Rebuild a trained run's model from its resolved config and load a checkpoint into it.
+
+    A method with nothing to load (no tensors and no extra state, such as ``zero_shot``) needs no checkpoint:
+    ``mtpt train`` writes such a run's config and results but no checkpoints, and nothing is loaded, whatever
+    ``which`` says."""
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.exists():
         raise MtptError(f"{run_dir} has no config.yaml: not a folder written by `mtpt train`.")
     config = run_config_from_dict(load_yaml(config_path))
     config.output_dir = str(run_dir)  # the folder may have moved; its prerequisite runs live in sub-folders of it
     parts = build(config, backbone)
+    if not has_state(parts.model.method):
+        return parts
     meta = load_method_state(checkpoint_dir(run_dir, which), parts.model.method)
     if meta.get("weights_hash") not in (None, parts.backbone.weights_hash):
         raise MtptError(
@@ -46,19 +53,74 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
     return parts
 
 
-def evaluate_run(run_dir, which="best", splits=("test",), max_eval_examples=None, scorer=None, backbone=None) -> dict:
+def has_state(method) -> bool:
+    """Whether a method has anything a checkpoint would restore: tensors or JSON extra state."""
+    return bool(method.state_dict()) or isinstance(method, ExtraState)
+
+
+def zero_shot_config(backbone: str, tasks: list[str], data_root: str | None = None) -> RunConfig:
+    """The run config of a bare backbone on ``tasks`` (the ``zero_shot`` method), with the default evaluation
+    settings, for zero-shot ``mtpt evaluate`` / ``predict`` / ``serve``."""
+    if not tasks:
+        raise MtptError("A zero-shot evaluation needs at least one task (a registered name or a YAML task spec).")
+    return RunConfig(backbone=backbone, tasks=list(tasks), method={"name": "zero_shot"},
+                     data=DataConfig(data_root=data_root))
+
+
+def evaluate_run(run_dir, which="best", splits=("test",), max_eval_examples=None, scorer=None, backbone=None,
+                 predictions: str | Path | None = None, precision: str | None = None) -> dict:
+    """Metrics of a run's checkpoint on ``splits`` (also written to the run folder's ``eval_<which>.json``);
+    ``predictions`` names a JSONL file for one record per example (see :mod:`mtpt.inference.records`)."""
     parts = load_run(run_dir, which, backbone)
+    results = evaluate_parts(parts, splits, max_eval_examples, scorer, predictions, precision)
+    out = Path(run_dir) / f"eval_{which if which in ('best', 'last') else 'custom'}.json"
+    out.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def evaluate_zero_shot(backbone: str, tasks: list[str], splits=("test",), max_eval_examples=None, scorer=None,
+                       data_root: str | None = None, predictions: str | Path | None = None,
+                       precision: str | None = None) -> dict:
+    """Metrics of a bare backbone (no prompt) on ``tasks``: the zero-shot baseline, without a run folder."""
+    return evaluate_parts(build(zero_shot_config(backbone, tasks, data_root)), splits, max_eval_examples,
+                          scorer, predictions, precision)
+
+
+def evaluate_parts(parts: RunParts, splits, max_eval_examples=None, scorer=None,
+                   predictions: str | Path | None = None, precision: str | None = None) -> dict:
+    """Metrics per split and task of a built run; with ``predictions``, per-example records to that JSONL file;
+    ``precision`` overrides the run's autocast precision."""
+    if precision is not None:
+        parts.config.train.precision = precision
     if max_eval_examples is not None:
         parts.config.data.max_eval_examples = max_eval_examples
     if scorer is not None:
         parts.config.eval.scorer = scorer
     acc = make_accelerator(parts.config.train.precision)  # the precision the run validated with
     parts.model.to(acc.device)
-    results = {split: evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc) for split in splits}
-    out = Path(run_dir) / f"eval_{which if which in ('best', 'last') else 'custom'}.json"
-    out.write_text(json.dumps(results, indent=1))
-    parts.model.detach_method()
+    records: list[dict] = []
+    try:
+        results = {}
+        for split in splits:
+            collect = (lambda eval_set, preds, split=split: records.extend(split_records(split, eval_set, preds))
+                       ) if predictions is not None else None
+            results[split] = evaluate_sets(parts.model, parts, load_eval_sets(parts, split), acc, collect)
+    finally:
+        parts.model.detach_method()
+    if predictions is not None and acc.is_main_process:
+        Path(predictions).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(predictions), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return results
+
+
+def split_records(split: str, eval_set, preds) -> list[dict]:
+    """Prediction records of one evaluated set, with the split, the example's index and its gold answer."""
+    from mtpt.inference.records import gold_fields, prediction_record
+
+    task = eval_set.task
+    return [{"split": split, "index": i, **prediction_record(task, ex, value, scores, text), **gold_fields(task, ex)}
+            for i, (ex, value, scores, text) in enumerate(zip(eval_set.examples, preds.values, preds.scores,
+                                                              preds.texts))]
 
 
 def export_run(run_dir, out, fmt="peft", task=None, which="best", backbone=None) -> Path:
@@ -76,4 +138,4 @@ def export_run(run_dir, out, fmt="peft", task=None, which="best", backbone=None)
     if fmt == "prompt":
         save_prompt(prompt, out)
         return Path(out)
-    return export_peft_prompt(prompt, out, parts.backbone.model, parts.backbone.name)
+    return export_peft_prompt(prompt, out, parts.backbone.model, local_reference(parts.backbone.name))

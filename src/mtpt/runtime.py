@@ -19,6 +19,7 @@ from mtpt.contract import BuildContext, FinishedRun
 from mtpt.registry import MethodSpec
 from mtpt.model import SoftPromptModel
 from mtpt.tasks import Task, get_task
+from mtpt.tasks.label_words import warn_label_words
 
 
 @dataclass
@@ -73,6 +74,7 @@ def build_run(config: RunConfig, backbone: Backbone | None = None,
     method = spec.build(options, ctx)
     model = SoftPromptModel(backbone, method)
     tokenizer = Tokenizer(backbone.tokenizer, config.data.max_input_tokens, config.data.target_eos)
+    warn_label_words(tasks, lambda word: tokenizer.target_ids(word, eos=False), backbone.name)
     return RunParts(config, backbone, tasks, spec, options, model, tokenizer, source_tasks_of(spec, options))
 
 

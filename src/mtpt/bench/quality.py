@@ -81,8 +81,9 @@ class Bench:
             backbone=cfg.backbone, sources=list(lib.sources), library=str(path), seeds=list(lib.seeds),
             prompt_length=cfg.prompt_length, mixture=lib.mixture,
             data=replace(cfg.data, kshot=None, max_train_examples=lib.max_train_examples),
-            train=replace(cfg.train, steps=lib.steps, lr=lib.lr or cfg.train.lr, eval_every=source_eval_every(cfg)),
-            eval=replace(cfg.eval, final_splits=["validation"]),
+            train=replace(cfg.train, steps=lib.steps, lr=lib.lr or cfg.train.lr, eval_every=source_eval_every(cfg),
+                          early_stopping_patience=lib.patience),
+            eval=replace(cfg.eval, final_splits=["validation"]), learned_margin=lib.learned_margin,
         )
         train_sources(stage, self.backbone)
         SourceLibrary.open(path)  # fails loudly if the stage left no library
@@ -96,7 +97,8 @@ class Bench:
         method, run_dir = section_source_stage(cfg, options, library)
         run = RunConfig(backbone=cfg.backbone, tasks=list(cfg.library.sources), method=method,
                         data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
-                        train=replace(cfg.train, steps=cfg.library.steps, eval_every=source_eval_every(cfg)),
+                        train=replace(cfg.train, steps=cfg.library.steps, eval_every=source_eval_every(cfg),
+                                      early_stopping_patience=cfg.library.patience),
                         eval=replace(cfg.eval, final_splits=["validation"]), output_dir=str(run_dir))
         # another worker may be training it: the runner waits for it, then reuses its work
         return str(ensure_run(run, lambda: self.backbone, hidden_from_git_until_done).folder)

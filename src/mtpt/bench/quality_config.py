@@ -40,6 +40,11 @@ class LibrarySection:
     """Also tune the mixture-of-sources prompt (generic SPoT, TA-LoRA's theta0 from library_mixture)."""
     eval_every: int | None = None
     """Validation interval of the source runs (library and source stages); null = train.eval_every."""
+    patience: int | None = None
+    """Stop a source run after this many validations without improvement (library and source stages; steps is
+    then the cap); null trains every step."""
+    learned_margin: float = 2.0
+    """A library entry has `learned` when its validation score beats the best constant answer by this much."""
     path: str = ""
     """Library folder; empty = <out>/library."""
 

@@ -25,19 +25,22 @@ def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> li
         # a section's own targets are all reported; the selection only widens the config's list
         own = config.methods[label].get("targets") is not None
         for target in section_targets(config, label) if own else list(targets or config.targets):
-            scores, params = {}, None
+            scores, starts, params = {}, {}, None
             for seed in seeds or config.seeds:
                 folder = cell_dir(config, label, target, seed)
                 score = _cell_score(folder, config.report_split, target)
                 if score is not None:
                     scores[seed] = score
+                    start = step0_score(folder)
+                    if start is not None:
+                        starts[seed] = start
                 if params is None and (folder / "params.json").exists():
                     params = json.loads((folder / "params.json").read_text())
             if not scores:
                 continue
             mean, std = seed_spread(scores.values())
             rows.append({"method": label, "name": config.methods[label]["name"], "task": target, "mean": mean,
-                         "std": std, "seeds": len(scores), "scores": scores,
+                         "std": std, "seeds": len(scores), "scores": scores, **({"step0": starts} if starts else {}),
                          "trainable": params and params["trainable"], "per_task": params and params["per_task"],
                          "shared": params and params["shared"]})
     return rows
@@ -49,6 +52,19 @@ def _cell_score(folder: Path, split: str, task: str) -> float | None:
         return None
     metrics = json.loads(results.read_text()).get("final", {}).get(split, {}).get(task)
     return None if not metrics else float(metrics["score"])
+
+
+def step0_score(folder: Path) -> float | None:
+    """The validation score a run logged at step 0 (its initial prompt), when it logged one."""
+    log = folder / "metrics.jsonl"
+    if not log.exists():
+        return None
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("step") == 0 and record.get("split") == "validation":
+            value = record.get("score")
+            return None if value is None else float(value)
+    return None
 
 
 def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str, Path]:
@@ -86,6 +102,11 @@ def render(config: QualityConfig, rows: list[dict[str, Any]], majority: dict[str
     lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
              f"split {config.report_split}", ""]
     lines += _table([r for r in rows if r["method"] not in own], config.baseline)
+    starts = [r for r in rows if r["method"] not in own and r.get("step0")]
+    if starts:  # recorded before runs logged step 0: no table
+        lines += ["", "Step 0: the validation score of each row's initial prompt, before its first step (a transfer "
+                  "that collapses at initialisation shows here):", ""]
+        lines += _step0_table(starts)
     extra = [r for r in rows if r["method"] in own]
     if extra:
         lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
@@ -189,6 +210,19 @@ def _table(rows: list[dict[str, Any]], baseline: str) -> list[str]:
         versus = f"{_paired_cell(rows, label, baseline)} | " if paired else ""
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {average} | {versus}"
                      f"{'-' if params is None else f'{params:,}'} |")
+    return lines
+
+
+def _step0_table(rows: list[dict[str, Any]]) -> list[str]:
+    from mtpt.tasks.kshot import format_mean_std
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    by_key = {(r["method"], r["task"]): r for r in rows}
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for label in dict.fromkeys(r["method"] for r in rows):
+        cells = [format_mean_std(by_key[(label, t)]["step0"].values()) if (label, t) in by_key else "-"
+                 for t in tasks]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -8,7 +8,7 @@ from typing import Sequence
 from safetensors.torch import load_file
 from torch import Tensor
 
-from mtpt.errors import MtptError
+from mtpt.errors import MtptError, MtptWarning
 from mtpt.library.format import SourceLibrary
 from mtpt.contract import BuildContext
 from mtpt.prompt_io import PROMPT_KEY, load_prompt_tensor
@@ -52,7 +52,7 @@ def select_sources(library: SourceLibrary, requested: Sequence[str], run_tasks: 
     return chosen
 
 
-class UnlearnedSourceWarning(UserWarning):
+class UnlearnedSourceWarning(MtptWarning):
     """A library source whose prompt never beat a constant answer on its own validation set."""
 
 

@@ -30,7 +30,6 @@ NLI = Prompt("{premise} Question: {hypothesis} True, False or Neither? Answer:",
              (" True", " Neither", " False"))
 QNLI = Prompt("Question: {question}\nSentence: {sentence}\n"
               "Does the sentence answer the question? Answer:", (" Yes", " No"))
-STSB = Prompt("Sentence 1: {sentence1}\nSentence 2: {sentence2}\nSimilarity from 0 to 5:")
 SUBJ = Prompt("Sentence: {sentence}\nIs this sentence subjective or objective? Answer:",
               (" subjective", " objective"))
 TREC = Prompt("Question: {question}\nAnswer type:",
@@ -44,6 +43,8 @@ ENTAIL2 = index_map("entailment", "not_entailment")
 NLI3 = index_map("entailment", "neutral", "contradiction")
 STSB_GRID = float_grid(0.0, 5.0, 0.2)  # T5 / ATTEMPT round STS-B targets to 0.2 steps
 STSB_WORDS = grid_words(STSB_GRID)
+# The grid's words are STS-B's label words: the choices rank scoring compares (`mtpt predict` ranks them too).
+STSB = Prompt("Sentence 1: {sentence1}\nSentence 2: {sentence2}\nSimilarity from 0 to 5:", STSB_WORDS)
 
 
 def _pairs(name, prompt, a, b, labels, label="label"):

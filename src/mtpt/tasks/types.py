@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtpt.errors import MtptError
+from mtpt.errors import MtptError, MtptWarning
 
 SPLITS = ("train", "validation", "test")
 KINDS = ("classification", "multiple_choice", "regression", "generation")
@@ -23,7 +23,7 @@ class TaskDataError(MtptError, ValueError):
     """Bad or missing task data. The message names the file (and line / item / field) and a fix."""
 
 
-class DecontaminationWarning(UserWarning):
+class DecontaminationWarning(MtptWarning):
     """Examples were removed because their input duplicates another split's input (inside a
     task) or a source task's training input (cross-task leakage). The message gives the counts."""
 

@@ -44,7 +44,7 @@ from .templates import (Prompt, float_grid, grid_words, label_key, lookup, rende
 
 ALLOWED_KEYS = {"name", "language", "kind", "template", "label_column", "label_words", "metrics",
                 "files", "format", "delimiter", "validation_fraction", "value_grid", "family",
-                "size_class", "notes", "source", "hf_dataset", "hf_config", "hf_splits"}
+                "size_class", "notes", "source", "hf_dataset", "hf_config", "hf_splits", "columns", "header"}
 DEFAULT_METRICS = {"classification": ("accuracy",), "regression": ("pearson", "spearman"),
                    "generation": ("em", "f1_qa")}
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
@@ -163,6 +163,9 @@ def load_spec(path: str | os.PathLike) -> Task:
     label_column = _req_str(spec, doc, "label_column")
     labels, words = _label_words(spec, doc, language) if kind == "classification" else ({}, None)
     grid = _value_grid(spec, doc) if kind == "regression" else None
+    if grid:  # the value grid's words are the choices rank scoring compares
+        words = grid_words(grid, " " if language == "en" else "")
+    _check_columns(spec, doc, [*template_fields(template), label_column])
     size_class = str(doc.get("size_class", "small"))
     if size_class not in ("small", "large"):
         raise _fail(spec, f"size_class must be 'small' or 'large', got {size_class!r}")
@@ -230,18 +233,71 @@ def _files(spec: Path, doc: Mapping, has_hf: bool) -> dict[str, Path]:
     return out
 
 
-def _reader(spec: Path, doc: Mapping, path: Path):
+def _reader(spec: Path, doc: Mapping, path: Path, needed: Sequence[str] = ()):
     fmt = doc.get("format") or _FORMATS.get(path.suffix.lower())
-    if fmt == "csv":
-        return read_csv(path, delimiter=doc.get("delimiter", ","))
-    if fmt == "tsv":
-        return read_csv(path, delimiter=doc.get("delimiter", "\t"))
+    if fmt in ("csv", "tsv"):
+        delimiter = doc.get("delimiter", "," if fmt == "csv" else "\t")
+        columns, header = _columns(spec, doc)
+        if columns is None:
+            return _check_header(spec, path, read_csv(path, delimiter=delimiter), needed)
+        return _skip_header(spec, path, read_csv(path, columns=columns, delimiter=delimiter), columns, header)
+    if doc.get("columns") is not None:
+        raise _fail(spec, f"'columns' names the columns of headerless CSV / TSV files; {path} is {fmt or 'not'} "
+                          f"CSV / TSV")
     if fmt == "jsonl":
         return read_jsonl(path)
     if fmt == "json":
         return read_json(path)
     raise _fail(spec, f"cannot tell the format of {path}: use a .csv/.tsv/.jsonl/.json file or "
                       f"set 'format:'")
+
+
+def _check_columns(spec: Path, doc: Mapping, needed: Sequence[str]) -> None:
+    columns, _ = _columns(spec, doc)
+    missing = [name for name in dict.fromkeys(needed) if columns is not None and name not in columns]
+    if missing:
+        raise _fail(spec, f"'columns' {list(columns)} has no {missing} (used by the template or label_column)")
+
+
+def _columns(spec: Path, doc: Mapping) -> tuple[tuple[str, ...] | None, bool]:
+    """The spec's column names (``None``: the file's header row names them) and whether the file has a header."""
+    columns, header = doc.get("columns"), doc.get("header")
+    if header is not None and not isinstance(header, bool):
+        raise _fail(spec, f"'header' must be true or false, got {header!r}")
+    if columns is None:
+        if header is False:
+            raise _fail(spec, "'header: false' needs 'columns: [...]' naming the file's columns in order")
+        return None, True
+    if (not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c.strip() for c in columns)
+            or len(set(columns)) != len(columns)):
+        raise _fail(spec, f"'columns' must be a list of distinct column names, in file order; got {columns!r}")
+    return tuple(columns), bool(header)
+
+
+def _check_header(spec: Path, path: Path, rows, needed: Sequence[str]):
+    """A file read with its header row must name every column the spec uses."""
+    present = set(rows[0].data) if rows else set()
+    missing = [name for name in dict.fromkeys(needed) if name not in present]
+    if rows and missing:
+        raise _fail(spec, f"{path}: the header row {sorted(present)} has no column {missing} (used by the template "
+                          f"or label_column). If the file has no header row, name its columns with "
+                          f"'columns: [...]' (docs/tasks.md).")
+    return rows
+
+
+def _skip_header(spec: Path, path: Path, rows, columns: tuple[str, ...], header: bool):
+    """With ``columns``: a header row (``header: true``) must list exactly those names and is skipped; without
+    ``header: true`` a first row equal to the names is an error rather than an example."""
+    first = [str(rows[0].data[c]).strip() for c in columns] if rows else None
+    if header:
+        if first != list(columns):
+            raise _fail(spec, f"{path}: 'header: true' but the first row {first} is not the column names "
+                              f"{list(columns)}; fix 'columns' or set 'header: false'")
+        return rows[1:]
+    if first == list(columns):
+        raise _fail(spec, f"{path}: the first row repeats the column names {list(columns)}: it is a header row; "
+                          f"set 'header: true' to skip it")
+    return rows
 
 
 def _converter(name, language, kind, prompt, label_column, labels, grid):
@@ -281,10 +337,12 @@ def _finish(splits: dict[str, list[Example]], frac: float, where: str) -> dict[s
 
 
 def _file_builder(spec: Path, doc: Mapping, files: dict[str, Path], conv, frac: float):
+    needed = [*template_fields(doc["template"]), doc["label_column"]]
+
     def build(_root):
         splits = {}
         for split, path in files.items():
-            exs = [conv(r) for r in _reader(spec, doc, path)]
+            exs = [conv(r) for r in _reader(spec, doc, path, needed)]
             if not exs:
                 raise TaskDataError(f"{path}: no examples in the {split} file; add data or "
                                     f"remove files.{split} from {spec}")

@@ -61,11 +61,13 @@ def cmd_export_mpt(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="Output folder (adapter_config.json + adapter_model.safetensors).")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint folder.")
     args = parser.parse_args(argv)
+    from mtpt.backbones import local_reference
     from mtpt.runs import load_run
 
     parts = load_run(args.run_dir, args.checkpoint)
     try:
-        out = export_peft_multitask(parts.model.method, args.out, parts.backbone.model, parts.backbone.name)
+        out = export_peft_multitask(parts.model.method, args.out, parts.backbone.model,
+                                     local_reference(parts.backbone.name))
     finally:
         parts.model.detach_method()
     (out / "mtpt_tasks.json").write_text(json.dumps({"task_ids": {n: i for i, n in enumerate(parts.task_names)}}))
