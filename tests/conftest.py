@@ -27,6 +27,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def device() -> torch.device:
+    """The device of the tests marked ``device``: ``$MTPT_TEST_DEVICE`` (``cpu`` by default; ``scripts/gpu-check.sh``
+    sets ``cuda`` and runs ``pytest -m device``)."""
+    name = os.environ.get("MTPT_TEST_DEVICE", "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.fail(f"MTPT_TEST_DEVICE={name}, but this torch ({torch.__version__}) sees no GPU")
+    return torch.device(name)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # Converted real backbones are shared across tests; everything else a test writes goes to tmp_path.

@@ -101,11 +101,17 @@ def load_backbone(name_or_path: str, *, dtype: torch.dtype = torch.float32) -> B
 
     ``name_or_path`` is a built-in alias (``smollm2-135m``, ``gemma3-270m``), a local folder with a
     transformers config, or a hub id (only when a hub is reachable). ``tiny-<family>`` (llama, qwen2, gemma3,
-    gpt2, t5) builds a tiny random model for smoke tests. Decoder-only models load with
+    gpt2, t5) builds a tiny random model for smoke tests; ``random-smollm2-135m`` a randomly initialised model of
+    SmolLM2-135M's shape (speed readings on machines the weights cannot reach, e.g. ``scripts/gpu-check.sh``). Decoder-only models load with
     ``AutoModelForCausalLM``, encoder-decoder models with ``AutoModelForSeq2SeqLM``. Every parameter is frozen.
     """
     if name_or_path.startswith("tiny-"):
         return tiny_backbone(name_or_path.removeprefix("tiny-"))
+    if name_or_path.startswith("random-"):
+        from mtpt.tiny_models import random_model
+
+        model, tokenizer = random_model(name_or_path.removeprefix("random-"))
+        return freeze(model, tokenizer, name_or_path)
     folder = _resolve_folder(name_or_path)
     try:
         config = AutoConfig.from_pretrained(folder)

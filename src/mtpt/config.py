@@ -60,6 +60,10 @@ class DataConfig:
     """How a multi-task batch draws its tasks."""
     mixing_temperature: float = 2.0
     """T for temperature mixing: task probability proportional to size^(1/T)."""
+    length_grouping: int = 0
+    """Opt-in (0 = off): draw the examples of this many consecutive steps together, sort them by length and
+    split them into that many batches (run in a seeded random order), so each batch pads to about its own length.
+    The same examples per window of steps, in another order: training changes."""
 
     def __post_init__(self) -> None:
         check_range("data.kshot", self.kshot, at_least=1, optional=True)
@@ -70,6 +74,7 @@ class DataConfig:
         check_range("data.max_input_tokens", self.max_input_tokens, at_least=1)
         check_choice("data.mixing", self.mixing, ("proportional", "temperature", "uniform"))
         check_range("data.mixing_temperature", self.mixing_temperature, above=0)
+        check_range("data.length_grouping", self.length_grouping, at_least=0)
 
 
 @dataclass
@@ -129,6 +134,9 @@ class TrainConfig:
     divergence_factor: float | None = 3.0
     """Stop with an error when the mean loss of the last 10 steps exceeds this multiple of the first step's loss
     (a diverging run: lower lr); null never stops. A non-finite loss always stops the run."""
+    compile: bool = False
+    """Opt-in: run the training forward's backbone call through torch.compile (the first step compiles, minutes
+    on a CPU; kernels are fused, so the numbers change in the last digits). Evaluation stays eager."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "log_every"):

@@ -64,6 +64,7 @@ def rank_choices(
     batch_size: int = 16,
     normalization: RankNormalization = RankNormalization.SUM,
     device: torch.device | str = "cpu",
+    share_prefix: bool = True,
 ) -> Predictions:
     """Index of the most likely choice for each example, and every choice's log-likelihood (``scores``).
 
@@ -71,7 +72,10 @@ def rank_choices(
     scores every single-token choice (sum and mean coincide for one token). Multi-token choices: on decoder-only
     backbones the pass's key/value cache is continued with each choice's remaining tokens, so a Chinese 15-label
     task with four 2-token labels costs one input pass per example plus four 1-token rows, instead of five
-    input passes; encoder-decoder backbones run one full row per (example, choice)."""
+    input passes; encoder-decoder backbones run one full row per (example, choice).
+
+    ``share_prefix=False`` (a benchmark switch, ``mtpt bench levers``) gives every (example, choice) pair a full
+    pass of its own on every backbone: the same scores, one input pass per choice."""
     best: list[int] = []
     all_scores: list[list[float]] = []
     for start in range(0, len(examples), batch_size):
@@ -79,7 +83,9 @@ def rank_choices(
         ids = task_ids[start:start + batch_size]
         choice_ids = [[tok.target_ids(c, eos=False) for c in ex.choices] for ex in chunk]
         longer = [(i, c) for i, row in enumerate(choice_ids) for c, choice in enumerate(row) if len(choice) > 1]
-        if model.is_encoder_decoder:
+        if not share_prefix:
+            scores = _pair_scores(model, tok, chunk, ids, choice_ids, batch_size, normalization, device)
+        elif model.is_encoder_decoder:
             scores = _first_token_scores(model, tok, chunk, ids, choice_ids, device)
             if longer:
                 _score_pairs(model, tok, chunk, ids, choice_ids, longer, scores, batch_size, normalization, device)
@@ -146,12 +152,17 @@ def _score_pairs(model, tok, chunk, ids, choice_ids, pairs, scores, batch_size, 
             scores[i, c] = value
 
 
-def _rank_pairs(model, tok, chunk, ids, choice_ids, batch_size, normalization, device) -> list[int]:
-    """Every (example, choice) pair scored by its own pass: the reference the fast path is tested against."""
+def _pair_scores(model, tok, chunk, ids, choice_ids, batch_size, normalization, device) -> torch.Tensor:
+    """``[len(chunk), max choices]``: every (example, choice) pair scored by a full pass of its own."""
     pairs = [(i, c) for i, row in enumerate(choice_ids) for c in range(len(row))]
     scores = torch.full((len(chunk), max(len(r) for r in choice_ids)), float("-inf"))
     _score_pairs(model, tok, chunk, ids, choice_ids, pairs, scores, batch_size, normalization, device)
-    return scores.argmax(dim=1).tolist()
+    return scores
+
+
+def _rank_pairs(model, tok, chunk, ids, choice_ids, batch_size, normalization, device) -> list[int]:
+    """Every (example, choice) pair scored by its own pass: the reference the fast path is tested against."""
+    return _pair_scores(model, tok, chunk, ids, choice_ids, batch_size, normalization, device).argmax(dim=1).tolist()
 
 
 @torch.no_grad()

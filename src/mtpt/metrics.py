@@ -25,30 +25,39 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+# scipy and scikit-learn are imported where a metric needs them: importing mtpt (e.g. to train or benchmark on a
+# machine that carries only the few wheels it needs, scripts/gpu-check.sh) must not need either.
 
 INVALID_FLOAT = -1.0
 
 
 def _accuracy(p, r, g) -> float:
+    from sklearn.metrics import accuracy_score
+
     return float(accuracy_score(_hashable(r), _hashable(p)))
 
 
 def _f1(p, r, g) -> float:
     """Binary F1 of the positive class 1; any other prediction (incl. invalid) is "not 1"."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(_hashable(r), _hashable(p), labels=[1], average="macro",
                           zero_division=0.0))
 
 
 def _macro_f1(p, r, g) -> float:
     """Unweighted mean F1 over the classes present in the references."""
+    from sklearn.metrics import f1_score
+
     refs = _hashable(r)
     labels = sorted(set(refs), key=repr)
     return float(f1_score(refs, _hashable(p), labels=labels, average="macro", zero_division=0.0))
 
 
 def _matthews(p, r, g) -> float:
+    from sklearn.metrics import matthews_corrcoef
+
     refs, preds = _hashable(r), _hashable(p)
     if len(set(refs) | set(preds)) < 2:
         return 0.0  # a single label overall: the coefficient is undefined
@@ -69,12 +78,16 @@ def _floats(values: Sequence[Any]) -> np.ndarray:
     return np.asarray(out, dtype=float)
 
 
-def _correlation(fn: Callable) -> Callable:
+def _correlation(name: str) -> Callable:
+    """The metric of scipy.stats' correlation ``name`` (pearsonr, spearmanr)."""
+
     def metric(p, r, g) -> float:
+        import scipy.stats
+
         x, y = _floats(p), _floats(r)
         if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
             return 0.0  # undefined correlation: reported as 0, not NaN
-        value = fn(x, y)[0]
+        value = getattr(scipy.stats, name)(x, y)[0]
         return 0.0 if math.isnan(value) else float(value)
 
     return metric
@@ -162,8 +175,8 @@ METRICS: dict[str, Callable] = {
     "f1": _f1,
     "macro_f1": _macro_f1,
     "matthews": _matthews,
-    "pearson": _correlation(pearsonr),
-    "spearman": _correlation(spearmanr),
+    "pearson": _correlation("pearsonr"),
+    "spearman": _correlation("spearmanr"),
     "em": _em,
     "f1_qa": _f1_qa,
     "multirc_f1a": _multirc_f1a,

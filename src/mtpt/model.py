@@ -10,7 +10,9 @@ prompts before the padding instead). Encoder-decoder models get the same layout 
 target goes to the decoder.
 
 Logits are computed only on target positions: because every row's input ends at the same column, the target
-positions are the last ``T + 1`` columns, which ``logits_to_keep`` selects before the (large) LM head.
+positions are the last ``T + 1`` columns, which ``logits_to_keep`` selects before the (large) LM head. (The
+benchmarks switch this off, ``target_only_logits = False``, to measure what it saves: the same logits on the
+target positions, taken from a pass over every position.)
 """
 
 from __future__ import annotations
@@ -82,8 +84,19 @@ class SoftPromptModel(nn.Module):
         self.is_encoder_decoder = backbone.is_encoder_decoder
         self.pad_id = int(backbone.tokenizer.pad_token_id)
         self.eos_id = backbone.tokenizer.eos_token_id
+        self.target_only_logits = True
+        """Benchmark switch (``mtpt bench levers``): False computes the LM head on every position, as a plain
+        causal-LM loss does, and keeps the target positions' logits; the values are the same."""
+        self._compiled = None
         if isinstance(method, BackboneHooks):
             method.attach(self.backbone)
+
+    def compile_backbone(self) -> None:
+        """Run the training forward's backbone call through ``torch.compile`` (``train.compile``). Shapes are
+        dynamic, so batches of other lengths reuse the compiled graph; the first step pays the compilation
+        (minutes on a CPU). Evaluation (cached prefixes, generation) keeps the eager backbone."""
+        # a compiled function, not a module: an nn.Module attribute would enter the state dict a second time
+        self._compiled = torch.compile(self.backbone.forward, dynamic=True)
 
     def detach_method(self) -> None:
         """Remove any hooks the method attached to the backbone."""
@@ -120,17 +133,17 @@ class SoftPromptModel(nn.Module):
         t = batch.target_ids.shape[1]
         target_embeds = self.embed(batch.target_ids)
         after = positions[:, -1:] + 1 + torch.arange(t, device=positions.device)
-        out = self.backbone(
+        out = (self._compiled or self.backbone)(
             inputs_embeds=torch.cat([embeds, target_embeds.to(embeds.dtype)], dim=1),
             attention_mask=torch.cat([mask, batch.target_mask.to(mask.dtype)], dim=1),
             position_ids=torch.cat([positions, after], dim=1),
-            logits_to_keep=t + 1,
+            logits_to_keep=t + 1 if self.target_only_logits else 0,  # 0: every position
             output_hidden_states=want_hidden,
             use_cache=False,
         )
         # Column j of the kept logits predicts target token j; the last column predicts past the target.
         hidden = out.hidden_states[-1][:, -(t + 1):-1] if want_hidden else None
-        return out.logits[:, :-1], hidden
+        return out.logits[:, -(t + 1):-1], hidden
 
     def _encoder_decoder(self, embeds, mask, batch: TokenBatch, want_hidden: bool):
         start = self.backbone.config.decoder_start_token_id

@@ -67,3 +67,22 @@ def tiny_model(arch: str = "llama", seed: int = 0):
     torch.manual_seed(seed)
     factory = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     return factory.from_config(config, dtype=torch.float32), tiny_tokenizer()
+
+
+RANDOM_MODELS = ("smollm2-135m",)
+
+
+def random_model(name: str = "smollm2-135m", seed: int = 0):
+    """A randomly initialised model of a real model's shape (``random-<name>``) and the in-memory tokenizer: for
+    speed readings where the weights cannot travel (speed does not depend on the weights' values), never for
+    results. ``smollm2-135m``: SmolLM2-135M's Llama dimensions (30 layers, hidden 576, 9 heads of 64 with 3
+    key/value heads, MLP 1536, vocabulary 49,152, tied embeddings); the tokenizer only uses its first 260 ids,
+    which leaves every matrix shape, the LM head's included, as in the real model."""
+    if name != "smollm2-135m":
+        raise ValueError(f"unknown random model {name!r}; choose from {RANDOM_MODELS}")
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=8192,
+                         rms_norm_eps=1e-5, tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32), tiny_tokenizer()
+

@@ -59,10 +59,19 @@ class Arm(Protocol):
         """Milliseconds of the last step the benchmark leaves out of the step time (MPT's teacher pass)."""
 
 
-def autocast(precision: str):
-    """The autocast of the reference arms (``no`` = fp32); method arms use their accelerator's, as the trainer."""
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """The autocast of the reference arms (``no`` = fp32) on ``device``; method arms use their accelerator's, as
+    the trainer does."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work (a no-op without one): GPU kernels run asynchronously, so a timer read
+    without it would measure the launches, not the work."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _bytes(tensors) -> int:
@@ -101,6 +110,25 @@ def memory_bytes(arm: Arm, backbone: Backbone) -> dict[str, int]:
         arm.exit()
     state = _bytes(arm.trainable()) * (1 + arm.optimizer_states)
     return {"activations": counter.total, "trainable_state": state, "total": counter.total + state}
+
+
+def peak_gpu_memory(arm: Arm) -> dict[str, int] | None:
+    """Peak GPU memory of one step of ``arm`` (runs one extra, untimed step), or None without a GPU: ``peak`` is
+    ``torch.cuda.max_memory_allocated`` during the step, the peak statistics reset just before it;
+    ``above_resident`` is that peak minus what was allocated before the step (weights, every arm's state)."""
+    if not torch.cuda.is_available():
+        return None
+    arm.enter()
+    try:
+        synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        resident = torch.cuda.memory_allocated()
+        arm.step()
+        synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    finally:
+        arm.exit()
+    return {"peak": int(peak), "above_resident": int(peak - resident)}
 
 
 class MethodArm:
@@ -174,14 +202,15 @@ class BareArm:
 
     def __init__(self, backbone: Backbone, batch: TokenBatch, precision: str, prompt_length: int):
         self.backbone, self.batch, self.precision = backbone, batch, precision
+        self.device = batch.input_ids.device
         model = backbone.model
         ids = torch.cat([batch.input_ids, batch.target_ids], dim=1)
         with torch.no_grad():
             text = model.get_input_embeddings()(ids)
-        prompt = torch.zeros(len(batch), prompt_length, text.shape[-1], dtype=text.dtype)
+        prompt = torch.zeros(len(batch), prompt_length, text.shape[-1], dtype=text.dtype, device=self.device)
         self.embeds = torch.cat([prompt, text], dim=1).requires_grad_(True)
-        self.mask = torch.ones(self.embeds.shape[:2], dtype=torch.long)
-        self.positions = torch.arange(self.embeds.shape[1]).unsqueeze(0).expand(len(batch), -1)
+        self.mask = torch.ones(self.embeds.shape[:2], dtype=torch.long, device=self.device)
+        self.positions = torch.arange(self.embeds.shape[1], device=self.device).unsqueeze(0).expand(len(batch), -1)
 
     def enter(self) -> None:
         pass
@@ -198,7 +227,7 @@ class BareArm:
     def step(self) -> None:
         self.embeds.grad = None
         t = self.batch.target_ids.shape[1]
-        with autocast(self.precision):
+        with autocast(self.precision, self.device):
             out = self.backbone.model(inputs_embeds=self.embeds, attention_mask=self.mask,
                                       position_ids=self.positions, logits_to_keep=t + 1, use_cache=False)
             loss = target_loss(out.logits[:, :-1], self.batch)
@@ -207,25 +236,41 @@ class BareArm:
 
 class PeftArm:
     """PEFT's own prompt tuning (``PromptTuningConfig``) or multitask prompt tuning (``MultitaskPromptTuningConfig``)
-    on the same backbone and rows: the text and target tokens go in as ``input_ids`` and PEFT prepends its
-    prompt; the loss uses the same target positions through ``logits_to_keep``."""
+    on the same backbone and rows: the text and target tokens go in as ``input_ids`` and PEFT prepends its prompt.
+
+    Two ways to step it:
+
+    - same work (``documented=False``, arm ``peft-<kind>``): the loss uses the same target positions through
+      ``logits_to_keep``, mtpt's own trick given to PEFT, gradient clipping as the trainer's; what a prompt method
+      is compared with when both do the same work.
+    - as documented (``documented=True``, arm ``peft-<kind>-documented``): the way PEFT's documentation trains a
+      causal LM with prompt tuning: ``labels=`` passed to the PEFT model (the target ids on the target positions,
+      -100 on the input and the padding; PEFT adds -100 for its virtual tokens), logits over every position and
+      the whole vocabulary, the model's own loss (``out.loss``: the mean over the target tokens, the same learning
+      problem as mtpt's task loss), backward, AdamW, no clipping. This is the anchor a PEFT user has.
+    """
 
     optimizer_states = ADAM_STATES
 
     def __init__(self, kind: str, backbone: Backbone, batch: TokenBatch, precision: str, prompt_length: int,
-                 num_tasks: int = 1):
-        self.name = f"peft-{kind}"
+                 num_tasks: int = 1, *, documented: bool = False):
+        self.name = f"peft-{kind}" + ("-documented" if documented else "")
         self.kind, self.backbone, self.batch, self.precision = kind, backbone, batch, precision
+        self.documented = documented
         self.num_tasks = num_tasks
         self.prompt_length = prompt_length
-        self.ids = torch.cat([batch.input_ids, batch.target_ids], dim=1)
-        self.mask = torch.cat([batch.input_mask, batch.target_mask], dim=1)
+        self.device = batch.input_ids.device
+        if documented:
+            self.ids, self.mask, self.labels = documented_inputs(batch)
+        else:
+            self.ids = torch.cat([batch.input_ids, batch.target_ids], dim=1)
+            self.mask = torch.cat([batch.input_mask, batch.target_mask], dim=1)
         self.peft_model = None
 
     def enter(self) -> None:
         # Wrapped only while measured: PEFT wrapping must not leak into the other arms' backbone.
         if self.peft_model is None:
-            self.peft_model = self._wrap()
+            self.peft_model = self._wrap().to(self.device)
             self.optimizer = torch.optim.AdamW(self.trainable(), lr=LR)
 
     def exit(self) -> None:
@@ -248,16 +293,51 @@ class PeftArm:
         return [p for p in self.peft_model.parameters() if p.requires_grad]
 
     def step(self) -> None:
-        t = self.batch.target_ids.shape[1]
-        extra: dict[str, Any] = {"task_ids": self.batch.task_ids} if self.kind == "mpt" else {}
-        with autocast(self.precision):
-            out = self.peft_model(input_ids=self.ids, attention_mask=self.mask, logits_to_keep=t + 1,
-                                  use_cache=False, **extra)
-            loss = target_loss(out.logits[:, :-1], self.batch)
+        loss = self.loss()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.trainable(), MAX_GRAD_NORM)
+        if not self.documented:
+            torch.nn.utils.clip_grad_norm_(self.trainable(), MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def loss(self) -> Tensor:
+        """The step's loss (forward only): PEFT's own with ``labels`` as documented, else mtpt's target loss on the
+        ``logits_to_keep`` columns."""
+        extra: dict[str, Any] = {"task_ids": self.batch.task_ids} if self.kind == "mpt" else {}
+        with autocast(self.precision, self.device):
+            if self.documented:
+                return self.peft_model(input_ids=self.ids, attention_mask=self.mask, labels=self.labels, **extra).loss
+            t = self.batch.target_ids.shape[1]
+            out = self.peft_model(input_ids=self.ids, attention_mask=self.mask, logits_to_keep=t + 1,
+                                  use_cache=False, **extra)
+            return target_loss(out.logits[:, :-1], self.batch)
+
+
+IGNORE_INDEX = -100
+"""transformers' label value for positions without a loss."""
+
+
+def documented_inputs(batch: TokenBatch) -> tuple[Tensor, Tensor, Tensor]:
+    """``input_ids``, ``attention_mask`` and ``labels`` of ``batch``'s rows as a causal-LM user builds them: each row
+    its input then its target, padded on the right; labels are the target ids on the target positions and -100 on
+    the input and the padding. Positions count from the first real token, as mtpt's own layout does, so a row's
+    logits are the same as in mtpt's forward."""
+    rows = []
+    for row in range(len(batch)):
+        text = batch.input_ids[row][batch.input_mask[row].bool()]
+        target = batch.target_ids[row][batch.target_mask[row].bool()]
+        rows.append((text, target))
+    width = max(len(text) + len(target) for text, target in rows)
+    # padding ids are masked out and carry no label: any id will do
+    ids = torch.zeros((len(rows), width), dtype=torch.long, device=batch.input_ids.device)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    for row, (text, target) in enumerate(rows):
+        n, t = len(text), len(target)
+        ids[row, :n + t] = torch.cat([text, target])
+        mask[row, :n + t] = 1
+        labels[row, n:n + t] = target
+    return ids, mask, labels
 
 
 def target_loss(logits: Tensor, batch: TokenBatch) -> Tensor:
@@ -267,7 +347,9 @@ def target_loss(logits: Tensor, batch: TokenBatch) -> Tensor:
 
 
 def timed(fn: Callable[[], None]) -> float:
-    """Milliseconds of one call."""
+    """Milliseconds of one call (its GPU work included)."""
+    synchronize()
     start = time.perf_counter()
     fn()
+    synchronize()
     return (time.perf_counter() - start) * 1e3

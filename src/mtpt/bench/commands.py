@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-HELP = ("Benchmarks: `bench speed` (step time and memory vs bare backbone and PEFT), `bench quality CONFIG`, "
+HELP = ("Benchmarks: `bench speed` (step time and memory vs bare backbone and PEFT), `bench e2e` (time to a result "
+        "vs a PEFT user's script), `bench levers` (each speed lever on and off), `bench quality CONFIG`, "
         "`bench docs PAGE` (refresh the tables pasted into a page).")
-USAGE = """usage: mtpt bench {speed,quality,docs} [options]
+USAGE = """usage: mtpt bench {speed,e2e,levers,quality,docs} [options]
 
-  speed    training-step time and autograd memory of each method vs the bare backbone and PEFT,
-           DTVG grouping cost, mixed-task inference (mtpt bench speed --help)
+  speed    training-step time and autograd memory of each method vs the bare backbone and PEFT (with
+           mtpt's logits_to_keep, and as PEFT documents it), DTVG grouping cost, mixed-task inference;
+           --profile: what a step's time is made of (mtpt bench speed --help)
+  e2e      time to a result: one k-shot task trained, validated and test-scored by mtpt and by a PEFT
+           user's script (benchmarks/peft_reference.py), alternating (mtpt bench e2e --help)
+  levers   each speed lever measured with and without it on real data (mtpt bench levers --help)
   quality  resumable method x target x seed cells from a bench config (mtpt bench quality --help)
   docs     refill the generated tables of a Markdown page from the files the benchmarks wrote; --check
            only reports stale ones (mtpt bench docs docs/results.md)
@@ -24,6 +29,14 @@ def cmd_bench(argv: list[str]) -> int:
         from mtpt.bench.speed import cmd_speed
 
         return cmd_speed(rest)
+    if sub == "e2e":
+        from mtpt.bench.e2e import cmd_e2e
+
+        return cmd_e2e(rest)
+    if sub == "levers":
+        from mtpt.bench.levers import cmd_levers
+
+        return cmd_levers(rest)
     if sub == "quality":
         from mtpt.bench.quality import cmd_quality
 

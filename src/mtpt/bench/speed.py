@@ -1,6 +1,11 @@
 """``mtpt bench speed``: training-step time and autograd memory of each method against the bare frozen backbone
 (the physical limit of a prompt method) and against PEFT, plus DTVG's grouping cost and mixed-task inference.
 
+PEFT is measured twice (:class:`mtpt.bench.arms.PeftArm`): given mtpt's ``logits_to_keep`` (the same work as a
+method step: target ≤ 1.0×) and as PEFT's documentation trains a causal LM (``labels=``, logits over every position,
+its own loss: the anchor a PEFT user has, aim ≤ 0.7×). ``--profile`` breaks one step of each arm into what its
+time is made of (:mod:`mtpt.bench.profile`). On a GPU every arm runs there and reports its peak GPU memory.
+
 Method, bare and PEFT steps are interleaved in one process (method, bare, PEFT, then bare, PEFT, method, ...) so
 that a shared, noisy machine slows them alike; medians are reported. What is measured for each method, and what
 it is compared with, is its registry entry's ``speed`` variants (:class:`mtpt.registry.SpeedVariant`): a new
@@ -23,13 +28,15 @@ from typing import Any
 
 import torch
 
-from mtpt.bench.arms import Arm, BareArm, MethodArm, PeftArm, memory_bytes, timed
+from mtpt.bench.arms import Arm, BareArm, MethodArm, PeftArm, memory_bytes, peak_gpu_memory, timed
 from mtpt.bench.synthetic import TARGET_FILE, synthetic_library, token_batch
 from mtpt.contract import HookedLayers, SkippableTaskBlock
 from mtpt.precision import resolve_precision
 from mtpt.registry import MethodSpec, SpeedVariant, list_methods
 
 PEFT_TARGET = 1.0
+PEFT_DOCUMENTED_TARGET = 0.7
+"""What a method step should take against PEFT as documented (full logits and PEFT's loss): the aim of issue 33."""
 MIXED_TARGET = 0.95
 
 
@@ -56,6 +63,10 @@ class SpeedSettings:
     precision: str = "no"
     threads: int | None = None
     out: str = "runs/bench/speed"
+    profile: bool = False
+    """Also write profile.md/json: one step of each method, of its PEFT arms and of the bare backbone broken
+    into what its time is made of (:mod:`mtpt.bench.profile`)."""
+    profile_steps: int = 3
 
 
 @dataclass(frozen=True)
@@ -109,8 +120,14 @@ def build_model(label: str, backbone, settings: SpeedSettings, synthetic: Synthe
                             "or prompt file instead (see mtpt.registry.SpeedVariant).")
     ctx = build_context(backbone, task_names(tasks), 0)
     torch.manual_seed(0)
-    model = SoftPromptModel(backbone, spec.build(options, ctx))
-    return model, token_batch(backbone, settings.batch, settings.text_tokens, tasks)
+    device = backbone.model.device  # run_speed placed the backbone where the accelerator runs
+    # Builders run with the backbone on the CPU, as in a training run (the accelerator moves the model after).
+    backbone.model.to("cpu")
+    try:
+        model = SoftPromptModel(backbone, spec.build(options, ctx))
+    finally:
+        backbone.model.to(device)
+    return model.to(device), token_batch(backbone, settings.batch, settings.text_tokens, tasks).to(device)
 
 
 def build_method_arm(label: str, backbone, settings: SpeedSettings, synthetic: Synthetic, accelerator, *,
@@ -153,21 +170,25 @@ def measure_method(label: str, backbone, settings: SpeedSettings, synthetic: Syn
     arm = build_method_arm(label, backbone, settings, synthetic, accelerator)
     bare = BareArm(backbone, arm.batch, settings.precision, arm_prompt_length(arm))
     peft = _peft_arm(variant, backbone, arm, settings, peft_arms)
+    documented = _peft_arm(variant, backbone, arm, settings, peft_arms, documented=True)
     # A block inside the backbone (TA-LoRA's gated attention): the same step with the block skipped, to measure
     # what the block itself costs inside a step
     skipped = (build_method_arm(label, backbone, settings, synthetic, accelerator, skip_task_block=True)
                if hooked_layers(arm) and isinstance(arm.method, SkippableTaskBlock) else None)
-    arms = [a for a in (arm, bare, peft, skipped) if a is not None]
+    arms = [a for a in (arm, bare, peft, documented, skipped) if a is not None]
     times, excluded = interleave(arms, settings.repeats)
     row: dict[str, Any] = {"method": label, "prompt_length": arm_prompt_length(arm),
                            "tasks": int(arm.batch.task_ids.max()) + 1}
-    for a in (arm, bare, peft):
+    roles = {"method": arm, "bare": bare, "peft": peft, "peft_documented": documented}
+    for role, a in roles.items():
         if a is None:
             continue
-        role = "method" if a is arm else ("bare" if a is bare else "peft")
         row[f"{role}_ms"] = statistics.median(times[a.name])
         row[f"{role}_times_ms"] = times[a.name]
         row[f"{role}_memory"] = memory_bytes(a, backbone)
+        gpu = peak_gpu_memory(a)
+        if gpu is not None:
+            row[f"{role}_gpu_memory"] = gpu
     if any(excluded[arm.name]):  # MPT's teacher pass: a no-grad forward, reported apart (the issue's protocol)
         row["excluded_ms"] = statistics.median(excluded[arm.name])
         with_teacher = [t + e for t, e in zip(times[arm.name], excluded[arm.name])]
@@ -178,10 +199,20 @@ def measure_method(label: str, backbone, settings: SpeedSettings, synthetic: Syn
     row["bare_target"] = variant.bare_target
     row["peft"] = peft.name if peft is not None else None
     row["vs_peft"], row["vs_peft_iqr"] = paired_ratio(times[arm.name], times[peft.name]) if peft else (None, None)
+    # PEFT as its documentation steps it (full logits, its own loss): the anchor a PEFT user compares with
+    row["peft_documented"] = documented.name if documented is not None else None
+    row["vs_peft_documented"], row["vs_peft_documented_iqr"] = (
+        paired_ratio(times[arm.name], times[documented.name]) if documented else (None, None))
+    row["bare_vs_peft_documented"] = paired_ratio(times[bare.name], times[documented.name])[0] if documented else None
     if skipped is not None:
         row["block_skipped"] = block_skipped_row(times, arm, skipped, bare, peft)
     if variant.times_mixed_inference:
         row["inference"] = mixed_inference(arm, settings.repeats)
+    if settings.profile:
+        from mtpt.bench.profile import profile_arms
+
+        row["profile"] = profile_arms([a for a in (arm, documented, peft, bare) if a is not None],
+                                      settings.profile_steps)
     return row
 
 
@@ -222,13 +253,14 @@ def arm_prompt_length(arm: MethodArm) -> int:
 
 
 def _peft_arm(variant: SpeedVariant, backbone, arm: MethodArm, settings: SpeedSettings,
-              cache: dict[str, PeftArm]) -> PeftArm | None:
+              cache: dict[str, PeftArm], *, documented: bool = False) -> PeftArm | None:
     if variant.peft is None:
         return None
     tasks = int(arm.batch.task_ids.max()) + 1
-    key = f"{variant.peft}-{tasks}-{arm_prompt_length(arm)}"
+    key = f"{variant.peft}-{tasks}-{arm_prompt_length(arm)}-{documented}"
     if key not in cache:  # one PEFT model per shape, reused by every method it is compared with
-        cache[key] = PeftArm(variant.peft, backbone, arm.batch, settings.precision, arm_prompt_length(arm), tasks)
+        cache[key] = PeftArm(variant.peft, backbone, arm.batch, settings.precision, arm_prompt_length(arm), tasks,
+                             documented=documented)
     return cache[key]
 
 
@@ -264,6 +296,7 @@ def run_speed(settings: SpeedSettings, backbone=None) -> dict[str, Any]:
         torch.set_num_threads(settings.threads)
     backbone = backbone or load_backbone(settings.backbone)
     accelerator = make_accelerator(settings.precision)  # method arms step as the trainer does, through it
+    backbone.model.to(accelerator.device)  # the GPU when there is one: every arm runs there
     rows = []
     peft_arms: dict[str, PeftArm] = {}
     with tempfile.TemporaryDirectory(prefix="mtpt-bench-") as tmp:
@@ -286,9 +319,24 @@ def run_speed(settings: SpeedSettings, backbone=None) -> dict[str, Any]:
     }
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
+    profiles = {row["method"]: row.pop("profile") for row in rows if "profile" in row}
+    if profiles:
+        from mtpt.bench.profile import render_profile
+
+        profile_report = {"settings": report["settings"], "machine": report["machine"], "methods": profiles,
+                          "steps": {row["method"]: _step_medians(row) for row in rows if row["method"] in profiles}}
+        (out / "profile.json").write_text(json.dumps(profile_report, indent=1))
+        (out / "profile.md").write_text(render_profile(profile_report, PEFT_DOCUMENTED_TARGET))
     (out / "speed.json").write_text(json.dumps(report, indent=1))
     (out / "speed.md").write_text(render(report))
     return report
+
+
+def _step_medians(row: dict[str, Any]) -> dict[str, Any]:
+    """The timed medians of a row's arms, by arm name, for the profile's gap paragraph."""
+    names = {"method": row["method"], "bare": "bare", "peft": row.get("peft"),
+             "peft_documented": row.get("peft_documented")}
+    return {name: row[f"{role}_ms"] for role, name in names.items() if name and f"{role}_ms" in row}
 
 
 def machine_info() -> dict[str, Any]:
@@ -299,9 +347,13 @@ def machine_info() -> dict[str, Any]:
 
     from mtpt.training.checkpoint import cpu_model
 
-    return {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
+    info = {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(),
             "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
             "transformers": transformers.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    return info
 
 
 def _iqr(iqr: list[float]) -> str:
@@ -332,19 +384,44 @@ def render(report: dict[str, Any]) -> str:
         f"# mtpt bench speed — {s['backbone']}, batch {s['batch']}, {s['text_tokens']} text tokens, "
         f"precision {s['precision']}, {s['repeats']} interleaved repeats, {s['threads']} threads",
         "",
-        "| method | L | method ms | bare ms | PEFT ms | × bare (target) | × PEFT (target) | "
-        "memory MiB method / bare / PEFT |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | L | method ms | bare ms | PEFT ms | PEFT documented ms | × bare (target) | × PEFT same work "
+        "(target) | × PEFT documented (target) | memory MiB method / bare / PEFT / PEFT documented |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["methods"]:
         peft_ms = f"{r['peft_ms']:.1f} ({r['peft']})" if r.get("peft") else "n/a"
-        memory = " / ".join(_mib(r.get(f"{k}_memory", {}).get("total")) for k in ("method", "bare", "peft"))
+        documented_ms = f"{r['peft_documented_ms']:.1f}" if r.get("peft_documented") else "n/a"
+        memory = " / ".join(_mib(r.get(f"{k}_memory", {}).get("total"))
+                            for k in ("method", "bare", "peft", "peft_documented"))
         lines.append(f"| {r['method']} | {r['prompt_length']} | {r['method_ms']:.1f} | {r['bare_ms']:.1f} | {peft_ms} | "
-                     f"{_check(r['vs_bare'], r['bare_target'], iqr=r.get('vs_bare_iqr'))} | "
-                     f"{_check(r['vs_peft'], PEFT_TARGET, iqr=r.get('vs_peft_iqr'))} | {memory} |")
-    lines += ["", "Ratios: median of the per-round ratios (each round runs method, bare and PEFT back to back, "
-              "starting at the next arm each round), [interquartile range] of those ratios.", "", "Memory: tensors saved for backward (frozen weights excluded) + gradients and AdamW state of what "
+                     f"{documented_ms} | {_check(r['vs_bare'], r['bare_target'], iqr=r.get('vs_bare_iqr'))} | "
+                     f"{_check(r['vs_peft'], PEFT_TARGET, iqr=r.get('vs_peft_iqr'))} | "
+                     f"{_check(r.get('vs_peft_documented'), PEFT_DOCUMENTED_TARGET, iqr=r.get('vs_peft_documented_iqr'))}"
+                     f" | {memory} |")
+    lines += ["", "Ratios: median of the per-round ratios (each round runs the method, bare and both PEFT arms back "
+              "to back, starting at the next arm each round), [interquartile range] of those ratios. PEFT same "
+              "work: PEFT's prompt tuning given mtpt's `logits_to_keep` (logits on the target positions only). PEFT "
+              "documented: stepped as PEFT's documentation does for a causal LM (`labels=`, logits over every "
+              "position and the whole vocabulary, the model's own loss, AdamW).", "",
+              "Memory: tensors saved for backward (frozen weights excluded) + gradients and AdamW state of what "
               "each arm trains, for one step (see mtpt.bench.arms).", ""]
+    floors = [f"{r['method']} {r['bare_vs_peft_documented']:.3f}×" for r in report["methods"]
+              if r.get("bare_vs_peft_documented") is not None]
+    if floors:
+        lines += ["The bare backbone against PEFT documented (the floor of any prompt method's ratio): "
+                  + ", ".join(floors) + ".", ""]
+    gpu_rows = [r for r in report["methods"] if "method_gpu_memory" in r]
+    if gpu_rows:
+        lines += ["Peak GPU memory of one step (MiB; `torch.cuda.max_memory_allocated`, reset before each arm's step;"
+                  " in brackets: above what was allocated before the step):", "",
+                  "| method | method | bare | PEFT | PEFT documented |", "|---|---|---|---|---|"]
+        for r in gpu_rows:
+            cells = []
+            for k in ("method", "bare", "peft", "peft_documented"):
+                g = r.get(f"{k}_gpu_memory")
+                cells.append("-" if g is None else f"{_mib(g['peak'])} [{_mib(g['above_resident'])}]")
+            lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+        lines.append("")
     for r in report["methods"]:
         if "excluded_ms" in r:  # MPT's distillation stage: the teacher pass is reported apart
             lines += [f"{r['method']}: method ms leave out the teacher pass (a no-grad forward with the frozen "
@@ -389,16 +466,22 @@ def speed_parser() -> argparse.ArgumentParser:
                         help="Autocast for every arm; auto = bf16 where the hardware has it natively, else fp32.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--out", default=d.out, help="Folder for speed.json and speed.md.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Also write profile.md/json: one step of each method, its PEFT arms and the bare backbone "
+                             "broken into embedding, attention, MLP, norms, LM head, loss, backward (by the same "
+                             "groups), optimizer (torch.profiler; run after the timed rounds).")
+    parser.add_argument("--profile-steps", type=int, default=d.profile_steps, help="Profiled steps per arm.")
     return parser
 
 
 def cmd_speed(argv: list[str]) -> int:
     args = speed_parser().parse_args(argv)
-    if args.repeats < 1 or args.batch < 1 or args.text_tokens < 1 or args.prompt_length < 1:
-        raise SystemExit("batch, text-tokens, prompt-length and repeats must be at least 1")
+    if min(args.repeats, args.batch, args.text_tokens, args.prompt_length, args.profile_steps) < 1:
+        raise SystemExit("batch, text-tokens, prompt-length, repeats and profile-steps must be at least 1")
     settings = SpeedSettings(**{k.replace("-", "_"): v for k, v in vars(args).items()})
     settings.precision = resolve_precision(settings.precision)  # the report names what actually ran
     report = run_speed(settings)
     print(render(report))
-    print(f"written: {Path(settings.out) / 'speed.json'}, {Path(settings.out) / 'speed.md'}")
+    written = ["speed.json", "speed.md"] + (["profile.json", "profile.md"] if settings.profile else [])
+    print("written: " + ", ".join(str(Path(settings.out) / name) for name in written))
     return 0

@@ -37,7 +37,7 @@ from mtpt.training.evaluate import evaluate_sets, leakage_report, load_eval_sets
 from mtpt.training.guards import LossGuard
 from mtpt.training.prompt_scale import prompt_scales
 from mtpt.training.opening import claim, cut_logs, open_for_training, shared
-from mtpt.training.sampling import MixtureSampler, mixing_weights
+from mtpt.training.sampling import LengthGroupedSampler, MixtureSampler, mixing_weights
 from mtpt.training.step import MicroBatch, TrainingStep
 
 
@@ -89,6 +89,10 @@ class Trainer:
         sizes = [len(examples) for examples in self.train_sets]
         self.sampler = MixtureSampler(sizes, mixing_weights(sizes, self.cfg.data.mixing, self.cfg.data.mixing_temperature),
                                       self.cfg.train.seed)
+        if self.cfg.data.length_grouping > 1:
+            self.sampler = LengthGroupedSampler(self.sampler, self._example_length, self.cfg.data.length_grouping)
+        if self.cfg.train.compile:
+            parts.model.compile_backbone()
         method = parts.model.method
         unit = embedding_rms(parts.backbone) if self.cfg.train.lr_units == "embedding_rms" else 1.0
         self.optimizer = torch.optim.AdamW(optimizer_groups(method, self.cfg.train.lr, self.cfg.train.weight_decay, unit))
@@ -123,6 +127,10 @@ class Trainer:
             # Tokenise once: the same token lists serve every step.
             sets.append([(self.parts.tokenizer.input_ids(ex.text), self.parts.tokenizer.target_ids(ex.target)) for ex in examples])
         return sets
+
+    def _example_length(self, task: int, index: int) -> int:
+        inputs, target = self.train_sets[task][index]
+        return len(inputs) + len(target)
 
     @property
     def unwrapped(self) -> SoftPromptModel:

@@ -65,3 +65,5 @@ class TpvConfig:
         for value in self.grid:
             check_range("method.grid", value)
         check_range("method.max_combinations", self.max_combinations, at_least=1)
+        check_range("method.top_k", self.top_k, at_least=1)
+        check_range("method.target_steps", self.target_steps, at_least=1)
