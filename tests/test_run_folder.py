@@ -353,3 +353,28 @@ def test_fault_injection_script_survives_kills_and_damage(tmp_path):
                           "--seed", "1", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900,
                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert out.stdout.strip().splitlines()[-1] == "survived 3/3", out.stdout + out.stderr[-2000:]
+
+
+def test_a_finished_run_is_judged_by_its_stated_options_a_resume_by_every_resolved_one(tmp_path):
+    """A default changed since a run finished (MPT's target_init, irrelevant to a source stage) does not make the
+    finished run unusable; resuming it under the changed default is refused."""
+    import yaml
+    from helpers import toy_task
+
+    from mtpt.config import RunConfig, to_plain
+    from mtpt.run_folder import recorded_changes, refuse_changed_run
+
+    toy_task("judged-toy")
+    out = tmp_path / "run"
+    out.mkdir()
+    config = RunConfig(backbone="tiny-llama", tasks=["judged-toy"], method={"name": "mpt", "stage": "source",
+                                                                            "distill": False, "prompt_length": 4,
+                                                                            "shared_init": "uniform"},
+                       output_dir=str(out))
+    (out / "config.yaml").write_text(yaml.safe_dump(to_plain(config)))
+    (out / "method_config.yaml").write_text(yaml.safe_dump({"method": "mpt", "stage": "source", "distill": False,
+                                                            "prompt_length": 4, "shared_init": "uniform",
+                                                            "target_init": "mean"}))  # recorded under the old default
+    (out / "results.json").write_text("{}")
+    refuse_changed_run(config)  # the stated options agree: reused
+    assert recorded_changes(config) == ["method.target_init: 'mean' -> 'shared'"]  # what a resume refuses

@@ -91,21 +91,26 @@ BOOKKEEPING_FIELDS = frozenset({"output_dir", "train.resume", "train.log_every",
 def refuse_changed_run(planned) -> None:
     """Raise when ``planned.output_dir`` (a :class:`~mtpt.config.RunConfig`) holds a finished run recorded with
     another config: reusing it would silently mix protocols (e.g. after editing ``kshot`` or ``steps``). A run
-    that recorded no config has nothing to compare; see :func:`recorded_changes` for what is compared."""
+    that recorded no config has nothing to compare; see :func:`recorded_changes` for what is compared. A finished
+    run is judged by its config as written (the method options it states), not by defaults that changed in mtpt
+    since: a default that does not apply to the run (a target initialisation, for a source stage) must not make a
+    finished run unusable, and configs whose recorded cells depend on an old default pin it (the v1 benchmark
+    configs do)."""
     out = Path(planned.output_dir)
     if not is_finished(out) or not (out / "config.yaml").exists():
         return
-    changed = recorded_changes(planned)
+    changed = recorded_changes(planned, resolved_options=False)
     if changed:
         raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
                         f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
                         f"or restore the config.")
 
 
-def recorded_changes(planned) -> list[str]:
+def recorded_changes(planned, resolved_options: bool = True) -> list[str]:
     """``"field: recorded -> planned"`` for every field that alters what is trained or measured in which
     ``planned`` differs from the run folder's own ``config.yaml`` (and, where recorded, the method's resolved
-    options in ``method_config.yaml``). Paths are compared resolved on both sides, so a recorded relative path and
+    options in ``method_config.yaml``, unless ``resolved_options`` is false: a resume compares them, so that a run
+    is never continued under a default that changed since). Paths are compared resolved on both sides, so a recorded relative path and
     the same file named absolutely agree. Not compared: ``output_dir`` (a moved folder holds the same run), the
     fields of :data:`BOOKKEEPING_FIELDS`, fields only one side has (added to mtpt later), and, for a run that
     trained nothing (no checkpoints: zero-shot), the training loop's fields except the precision its evaluation
@@ -120,7 +125,7 @@ def recorded_changes(planned) -> list[str]:
         ignore = ignore | {f"train.{f.name}" for f in fields(TrainConfig) if f.name != "precision"}
     changed = changed_fields(resolved_paths(load_yaml(out / "config.yaml")), resolved_paths(to_plain(planned)),
                              ignore=ignore)
-    if (out / "method_config.yaml").exists():
+    if resolved_options and (out / "method_config.yaml").exists():
         spec, options = method_config(planned.method)
         saved = load_yaml(out / "method_config.yaml")  # {method: <name>, ...every option}
         saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
