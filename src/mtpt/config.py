@@ -43,6 +43,10 @@ class DataConfig:
     """How a multi-task batch draws its tasks."""
     mixing_temperature: float = 2.0
     """T for temperature mixing: task probability proportional to size^(1/T)."""
+    exclude_overlap_with: list[str] = field(default_factory=list)
+    """Tasks whose training data counts as this run's sources for cross-task leakage, in addition to the method's own
+    (a library's, a source run's): test inputs found in it are removed, so that runs with and without sources (a
+    benchmark's PT and zero-shot rows) are scored on the same test examples."""
 
 
 @dataclass
@@ -111,6 +115,9 @@ class EvalConfig:
     """generate: tokens to decode."""
     final_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
     """Splits evaluated with the best checkpoint when training ends."""
+    score_last: bool = False
+    """Also score the model after the last step on the final splits (results.json's `final_last`), besides the best
+    checkpoint on validation (`final`)."""
 
 
 @dataclass
