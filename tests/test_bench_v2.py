@@ -325,3 +325,24 @@ def test_recompute_script_prints_the_comparisons(v2_config, tmp_path, capsys):
     assert (dtvg["cells"], dtvg["wins"], dtvg["mean"]) == (2, 2, 5 + 1.5)
     assert module.main([str(path)]) == 0
     assert "dtvg vs pt (related: v2-target; best): 2 cells, 2 wins / 0 losses, mean +6.50" in capsys.readouterr().out
+
+
+def test_sources_that_did_not_learn_are_left_out_of_the_mixture_and_the_source_stages(tmp_path):
+    import torch
+
+    from mtpt.bench.quality import Bench
+    from mtpt.bench.quality_config import LibrarySection, QualityConfig
+    from mtpt.library.format import LibraryEntry, SourceLibrary
+
+    library = SourceLibrary.create(tmp_path / "library", backbone="b", weights_hash="h", init_prompt=torch.zeros(2, 3))
+    for task, learned in (("a", True), ("b", False), ("c", None)):  # None: recorded before the gate existed
+        library.add_entry(LibraryEntry(task=task, seed=42, path=f"{task}/seed-42", learned=learned),
+                          torch.zeros(2, 3), {})
+    section = LibrarySection(sources=["a", "b", "c"], seeds=[42], drop_unlearned=True)
+    config = QualityConfig(out=str(tmp_path), library=section, methods={"mpt": {
+        "name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}}})
+    bench_ = Bench(config)
+    assert bench_.stage_sources() == ["a", "c"]
+    assert bench_.source_stage_run(config.methods["mpt"], str(tmp_path / "library")).tasks == ["a", "c"]
+    section.drop_unlearned = False
+    assert bench_.stage_sources() == ["a", "b", "c"]

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from mtpt.atomic import atomic_write_text
 from mtpt.errors import MtptError
-from mtpt.locking import exclusive, lock_path_for
+from mtpt.locking import exclusive
 from mtpt.prompt_io import load_prompt_tensor, save_prompt
 
 FORMAT_VERSION = 1
@@ -322,7 +322,8 @@ class SourceLibrary:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        with exclusive(lock_path_for(self.root / MANIFEST)):
+        # the lock file is a sibling of the library folder (the folder holds exactly the library)
+        with exclusive(self.root.parent / f".{self.root.name}.manifest.lock"):
             # another process may have added entries since this one opened the library (workers training sources
             # side by side): merge into the manifest on disk, not into this process's copy of it
             self._manifest.entries = SourceLibrary.open(self.root).entries
