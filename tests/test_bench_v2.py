@@ -332,6 +332,7 @@ def test_sources_that_did_not_learn_are_left_out_of_the_mixture_and_the_source_s
 
     from mtpt.bench.quality import Bench
     from mtpt.bench.quality_config import LibrarySection, QualityConfig
+    from mtpt.errors import MtptError
     from mtpt.library.format import LibraryEntry, SourceLibrary
 
     library = SourceLibrary.create(tmp_path / "library", backbone="b", weights_hash="h", init_prompt=torch.zeros(2, 3))
@@ -339,10 +340,24 @@ def test_sources_that_did_not_learn_are_left_out_of_the_mixture_and_the_source_s
         library.add_entry(LibraryEntry(task=task, seed=42, path=f"{task}/seed-42", learned=learned),
                           torch.zeros(2, 3), {})
     section = LibrarySection(sources=["a", "b", "c"], seeds=[42], drop_unlearned=True)
-    config = QualityConfig(out=str(tmp_path), library=section, methods={"mpt": {
-        "name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}}})
+    stage = {"name": "ta_lora", "stage": "source"}
+    config = QualityConfig(out=str(tmp_path), library=section, methods={
+        "mpt": {"name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}},
+        "unseen": {"name": "ta_lora", "stage": "target", "target_init": "reuse", "targets": ["a", "b"],
+                   "source_stage": stage},
+        "pt_unseen": {"name": "pt", "targets": ["a", "b"]}})
     bench_ = Bench(config)
     assert bench_.stage_sources() == ["a", "c"]
     assert bench_.source_stage_run(config.methods["mpt"], str(tmp_path / "library")).tasks == ["a", "c"]
+    # the unseen-data protocol cannot continue a source the stage left out: that cell is left out, its baseline not
+    assert [bench_.left_out(label, t) for label in ("unseen", "pt_unseen") for t in ("a", "b")] == [
+        False, True, False, False]
     section.drop_unlearned = False
-    assert bench_.stage_sources() == ["a", "b", "c"]
+    assert bench_.stage_sources() == ["a", "b", "c"] and not bench_.left_out("unseen", "b")
+    section.drop_unlearned = True
+    library.add_entry(LibraryEntry(task="a", seed=42, path="a/seed-42", learned=False), torch.zeros(2, 3), {},
+                      overwrite=True)
+    library.add_entry(LibraryEntry(task="c", seed=42, path="c/seed-42", learned=False), torch.zeros(2, 3), {},
+                      overwrite=True)
+    with pytest.raises(MtptError, match="No source of .* learned its task"):
+        bench_.stage_sources()

@@ -50,6 +50,7 @@ from mtpt.bench.quality_grid import (grid_choice, grid_run_dir, scale_learning_r
 from mtpt.bench.quality_report import collect, write_results
 from mtpt.bench.quality_status import status_table
 from mtpt.config import RunConfig
+from mtpt.errors import MtptError
 from mtpt.locking import exclusive, lock_path_for
 
 PHASES = ("sources", "gates", "grid", "cells")
@@ -157,7 +158,20 @@ class Bench:
         if not lib.drop_unlearned:
             return list(lib.sources)
         library = SourceLibrary.open(library_path(self.config))
-        return [t for t in lib.sources if all(library.entry(t, s).learned is not False for s in lib.seeds)]
+        learned = [t for t in lib.sources if all(library.entry(t, s).learned is not False for s in lib.seeds)]
+        if not learned:
+            raise MtptError(f"No source of {library.root} learned its task (`mtpt library {library.root}` shows each "
+                            "gate): there is nothing to transfer. Retrain the sources (more steps, another lr) or "
+                            "set library.drop_unlearned: false.")
+        return learned
+
+    def left_out(self, label: str, target: str) -> bool:
+        """Whether a cell of a section with its own targets that continues a multi-task source stage is on a source
+        task the stage left out (``library.drop_unlearned``: TA-LoRA's unseen-data protocol on a source that did
+        not learn)."""
+        cfg, options = self.config, self.config.methods[label]
+        return ("source_stage" in options and options.get("targets") is not None and cfg.library.drop_unlearned
+                and target in cfg.library.sources and target not in self.stage_sources())
 
     def source_stage_run(self, options: dict[str, Any], library: str) -> RunConfig:
         """The multi-task source-stage run of a method section (shared by every section with the same options)."""
@@ -283,7 +297,8 @@ class Bench:
             method = scale_learning_rates(method, multiplier)
             for target in section_targets(cfg, label, targets):
                 for seed in section_seeds(cfg, label, seeds):
-                    status = self._cell(label, method, target, seed, multiplier)
+                    status = ("left-out" if self.left_out(label, target)  # its source did not learn
+                              else self._cell(label, method, target, seed, multiplier))
                     self.log.append({"method": label, "target": target, "seed": seed, "status": status})
         return self.log
 

@@ -122,7 +122,8 @@ def render(config: QualityConfig, rows: list[dict[str, Any]], majority: dict[str
     starts = _step0_lines([r for r in rows if r["method"] not in own and r.get("step0")])
     if config.gates:  # what could transfer, before the tables that say whether it did
         lines += gate_lines(config)[1:] + starts + grid_lines(config) + ["", "## Tables", ""]
-    lines += _table([r for r in rows if r["method"] not in own], config.baseline)
+    main = [r for r in rows if r["method"] not in own]
+    lines += _table(main, config.baseline) if main or not config.gates else ["pending: no cell has finished yet."]
     if not config.gates:
         lines += starts
     extra = [r for r in rows if r["method"] in own]
