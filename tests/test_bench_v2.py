@@ -137,36 +137,39 @@ def test_section_seeds_filter_and_validate():
 
 def test_workers_share_jobs_and_wait_for_each_others(tmp_path):
     """Two workers (threads: flock locks are per open file, so they exclude each other like processes) given the
-    same jobs do each once; a worker that finds a job held waits for it before returning."""
-    from mtpt.bench.quality import share_work
+    same jobs do each once, a job that depends on others only after them; each worker returns only once every job
+    is done (waiting for the ones the other holds)."""
+    from mtpt.bench.sharing import Job, share_work
 
-    done: dict[str, str] = {}
+    done: dict[str, tuple[str, float]] = {}
     lock = threading.Lock()
 
-    def job(name: str):
-        folder = tmp_path / name
-
+    def job(name: str, needs: tuple[str, ...] = ()) -> Job:
         def work():
             time.sleep(0.2)
             with lock:
-                assert name not in done
-                done[name] = threading.current_thread().name
+                assert name not in done and all(n in done for n in needs)
+                done[name] = (threading.current_thread().name, time.perf_counter())
 
-        return folder, work, lambda: name in done
+        return Job(tmp_path / name, work, lambda: name in done, lambda: all(n in done for n in needs))
 
     results = {}
 
     def worker():
-        results[threading.current_thread().name] = share_work([job(f"job-{i}") for i in range(4)])
+        jobs = [job("a"), job("b"), job("c"), job("after-abc", ("a", "b", "c")), job("d")]
+        results[threading.current_thread().name] = (share_work(jobs, poll_s=0.05), time.perf_counter())
 
     threads = [threading.Thread(target=worker, name=f"w{i}") for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(done) == [f"job-{i}" for i in range(4)] and set(done.values()) == {"w0", "w1"}
-    for name, statuses in results.items():  # each returned only once every job was done
-        assert len(statuses) == 4 and {s for _, s in statuses} <= {"done here", "done elsewhere", "skipped"}
+    assert sorted(done) == ["a", "after-abc", "b", "c", "d"] and {w for w, _ in done.values()} == {"w0", "w1"}
+    assert done["after-abc"][1] > max(done[n][1] for n in "abc")
+    last = max(t for _, t in done.values())
+    for name, (statuses, finished) in results.items():  # each returned only once every job was done
+        assert finished >= last and len(statuses) == 5
+        assert {s for _, s in statuses} <= {"done here", "done elsewhere", "skipped"}
 
 
 # --- the v2 protocol end to end -------------------------------------------------------------------------------------
@@ -335,29 +338,31 @@ def test_sources_that_did_not_learn_are_left_out_of_the_mixture_and_the_source_s
     from mtpt.errors import MtptError
     from mtpt.library.format import LibraryEntry, SourceLibrary
 
-    library = SourceLibrary.create(tmp_path / "library", backbone="b", weights_hash="h", init_prompt=torch.zeros(2, 3))
-    for task, learned in (("a", True), ("b", False), ("c", None)):  # None: recorded before the gate existed
+    for name in ("ga", "gb", "gc"):
+        toy_task(name, n_train=4, n_eval=2)
+    library = SourceLibrary.create(tmp_path / "library", backbone="gb", weights_hash="h", init_prompt=torch.zeros(2, 3))
+    for task, learned in (("ga", True), ("gb", False), ("gc", None)):  # None: recorded before the gate existed
         library.add_entry(LibraryEntry(task=task, seed=42, path=f"{task}/seed-42", learned=learned),
                           torch.zeros(2, 3), {})
-    section = LibrarySection(sources=["a", "b", "c"], seeds=[42], drop_unlearned=True)
+    section = LibrarySection(sources=["ga", "gb", "gc"], seeds=[42], drop_unlearned=True)
     stage = {"name": "ta_lora", "stage": "source"}
     config = QualityConfig(out=str(tmp_path), library=section, methods={
         "mpt": {"name": "mpt", "stage": "target", "source_stage": {"name": "mpt", "stage": "source"}},
-        "unseen": {"name": "ta_lora", "stage": "target", "target_init": "reuse", "targets": ["a", "b"],
+        "unseen": {"name": "ta_lora", "stage": "target", "target_init": "reuse", "targets": ["ga", "gb"],
                    "source_stage": stage},
-        "pt_unseen": {"name": "pt", "targets": ["a", "b"]}})
+        "pt_unseen": {"name": "pt", "targets": ["ga", "gb"]}})
     bench_ = Bench(config)
-    assert bench_.stage_sources() == ["a", "c"]
-    assert bench_.source_stage_run(config.methods["mpt"], str(tmp_path / "library")).tasks == ["a", "c"]
+    assert bench_.stage_sources() == ["ga", "gc"]
+    assert bench_.source_stage_run(config.methods["mpt"], str(tmp_path / "library")).tasks == ["ga", "gc"]
     # the unseen-data protocol cannot continue a source the stage left out: that cell is left out, its baseline not
-    assert [bench_.left_out(label, t) for label in ("unseen", "pt_unseen") for t in ("a", "b")] == [
+    assert [bench_.left_out(label, t) for label in ("unseen", "pt_unseen") for t in ("ga", "gb")] == [
         False, True, False, False]
     section.drop_unlearned = False
-    assert bench_.stage_sources() == ["a", "b", "c"] and not bench_.left_out("unseen", "b")
+    assert bench_.stage_sources() == ["ga", "gb", "gc"] and not bench_.left_out("unseen", "gb")
     section.drop_unlearned = True
-    library.add_entry(LibraryEntry(task="a", seed=42, path="a/seed-42", learned=False), torch.zeros(2, 3), {},
+    library.add_entry(LibraryEntry(task="ga", seed=42, path="ga/seed-42", learned=False), torch.zeros(2, 3), {},
                       overwrite=True)
-    library.add_entry(LibraryEntry(task="c", seed=42, path="c/seed-42", learned=False), torch.zeros(2, 3), {},
+    library.add_entry(LibraryEntry(task="gc", seed=42, path="gc/seed-42", learned=False), torch.zeros(2, 3), {},
                       overwrite=True)
     with pytest.raises(MtptError, match="No source of .* learned its task"):
         bench_.stage_sources()

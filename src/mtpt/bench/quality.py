@@ -41,49 +41,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ContextManager
 
-from mtpt.bench.quality_config import (TARGET_STAGE1, QualityConfig, cell_dir, fill_options, library_complete,
-                                       library_path, mentions, needs_library, own_prompt_length, parse_quality_args,
-                                       section_seeds, section_source_stage, section_targets, source_eval_every,
-                                       substitute, target_data, target_stage1_dir)
+from mtpt.bench.quality_config import (TARGET_STAGE1, QualityConfig, cell_dir, entry_name, fill_options,
+                                       library_complete, library_path, mentions, needs_library, own_prompt_length,
+                                       parse_quality_args, section_seeds, section_source_stage, section_targets,
+                                       source_data, source_eval_every, substitute, target_data, target_stage1_dir)
 from mtpt.bench.quality_grid import (grid_choice, grid_run_dir, scale_learning_rates, searched_labels,
                                      write_grid_summary)
 from mtpt.bench.quality_report import collect, write_results
 from mtpt.bench.quality_status import status_table
+from mtpt.bench.sharing import Job, share_work
 from mtpt.config import RunConfig
 from mtpt.errors import MtptError
 from mtpt.locking import exclusive, lock_path_for
 
 PHASES = ("sources", "gates", "grid", "cells")
 """The benchmark's phases, in the order a run without ``--phase`` goes through them."""
-
-Job = tuple[Path, Callable[[], None], Callable[[], bool]]
-"""(folder the work writes, the work, whether it is done): a unit several workers share (:func:`share_work`)."""
-
-
-def share_work(jobs: list[Job]) -> list[tuple[Path, str]]:
-    """Do every job that is not done and that no other worker holds (claimed with a lock file beside its folder),
-    then wait for the ones other workers hold (doing any a crashed worker left). Returns (folder, status) per job:
-    ``skipped``, ``done here`` or ``done elsewhere``."""
-    statuses, held = [], []
-    for folder, work, done in jobs:
-        if done():
-            statuses.append((folder, "skipped"))
-            continue
-        with exclusive(lock_path_for(folder), wait=False) as mine:
-            if mine and not done():
-                work()
-                statuses.append((folder, "done here"))
-            elif mine:
-                statuses.append((folder, "done elsewhere"))
-            else:
-                held.append((folder, work, done))
-    for folder, work, done in held:
-        with exclusive(lock_path_for(folder)):  # the other worker's: wait for it
-            if not done():
-                work()  # it stopped without finishing
-        statuses.append((folder, "done elsewhere"))
-    return statuses
-
 
 class Bench:
     """Runs the phases of one :class:`QualityConfig`, loading the backbone only when something must train."""
@@ -105,36 +77,52 @@ class Bench:
     def ensure_library(self) -> str:
         """Train the missing source prompts: each (source, seed) is claimed by one worker, so several workers train
         different sources side by side; the mixture prompt (if any) follows once every source is there."""
+        from mtpt.library.format import SourceLibrary
+
+        path = library_path(self.config)
+        if not library_complete(path, self.config.library):
+            with self._library_hidden_until_complete():
+                self._note("library", share_work([job for jobs in self.library_jobs() for job in jobs]))
+        SourceLibrary.open(path)  # fails loudly if the stage left no library
+        return str(path)
+
+    @contextmanager
+    def _library_hidden_until_complete(self) -> Iterator[None]:
+        """The library folder, created (by one worker: the others wait, then open it) and hidden from git until
+        every entry is there."""
+        from mtpt.library import source_stage
+
+        path = library_path(self.config)
+        with hidden_from_git_until(path, lambda: library_complete(path, self.config.library)):
+            with exclusive(lock_path_for(path)):
+                if not (path / "manifest.json").exists():
+                    source_stage.open_or_create_library(self._library_stage(path), self.backbone)
+            yield
+
+    def library_jobs(self) -> tuple[list[Job], list[Job]]:
+        """One job per library entry: the single sources, and the mixture (ready once every single source is
+        there, since it trains on those that learned)."""
         from mtpt.library import source_stage
         from mtpt.library.format import MIXTURE, SourceLibrary, entry_folder
 
-        cfg, lib = self.config, self.config.library
-        path = library_path(cfg)
-        if library_complete(path, lib):
-            return str(path)
+        lib, path = self.config.library, library_path(self.config)
         stage = self._library_stage(path)
-        runs = path / "_runs"
 
         def has(task: str, seed: int) -> bool:
             return (path / "manifest.json").exists() and SourceLibrary.open(path).has(task, seed)
 
-        def entry(task: str, seed: int, sources: Callable[[], list[str]], mixture: bool) -> Job:
-            return (runs / entry_folder(task, seed),
-                    lambda: source_stage.train_sources(replace(stage, sources=sources(), seeds=[seed],
-                                                               mixture=mixture), self.backbone),
-                    lambda: has(task, seed))
+        def job(task: str, seed: int, sources: Callable[[], list[str]], mixture: bool, ready=lambda: True) -> Job:
+            # train_sources skips the entries that exist: with one source (or the mixture) asked, it trains that one
+            work = lambda: source_stage.train_sources(replace(stage, sources=sources(), seeds=[seed],  # noqa: E731
+                                                              mixture=mixture), self.backbone)
+            return Job(path / "_runs" / entry_folder(task, seed), work, lambda: has(task, seed), ready)
 
-        with hidden_from_git_until(path, lambda: library_complete(path, lib)):
-            with exclusive(lock_path_for(path)):  # one worker creates it (P_init), the others wait and open it
-                if not (path / "manifest.json").exists():
-                    source_stage.open_or_create_library(stage, self.backbone)
-            jobs = [entry(task, seed, lambda t=task: [t], False) for seed in lib.seeds for task in lib.sources]
-            self._note("library", share_work(jobs))
-            if lib.mixture:
-                self._note("library", share_work([entry(MIXTURE, seed, self.stage_sources, True)
-                                                  for seed in lib.seeds]))
-        SourceLibrary.open(path)  # fails loudly if the stage left no library
-        return str(path)
+        singles = [job(entry_name(source), seed, lambda t=source: [t], False)
+                   for seed in lib.seeds for source in lib.sources]
+        every_single = lambda: all(j.done() for j in singles)  # noqa: E731
+        mixtures = [job(MIXTURE, seed, self.stage_sources, True, every_single) for seed in lib.seeds] if lib.mixture \
+            else []
+        return singles, mixtures
 
     def _library_stage(self, path: Path):
         from mtpt.library.source_stage import SourceStageConfig
@@ -143,7 +131,7 @@ class Bench:
         return SourceStageConfig(
             backbone=cfg.backbone, sources=list(lib.sources), library=str(path), seeds=list(lib.seeds),
             prompt_length=cfg.prompt_length, mixture=lib.mixture,
-            data=replace(cfg.data, kshot=None, max_train_examples=lib.max_train_examples),
+            data=source_data(cfg),
             train=replace(cfg.train, steps=lib.steps, lr=lib.lr or cfg.train.lr, eval_every=source_eval_every(cfg),
                           early_stopping_patience=lib.patience),
             eval=replace(cfg.eval, final_splits=["validation"], score_last=False), learned_margin=lib.learned_margin,
@@ -158,7 +146,8 @@ class Bench:
         if not lib.drop_unlearned:
             return list(lib.sources)
         library = SourceLibrary.open(library_path(self.config))
-        learned = [t for t in lib.sources if all(library.entry(t, s).learned is not False for s in lib.seeds)]
+        learned = [t for t in lib.sources
+                   if all(library.entry(entry_name(t), s).learned is not False for s in lib.seeds)]
         if not learned:
             raise MtptError(f"No source of {library.root} learned its task (`mtpt library {library.root}` shows each "
                             "gate): there is nothing to transfer. Retrain the sources (more steps, another lr) or "
@@ -178,7 +167,7 @@ class Bench:
         cfg = self.config
         method, run_dir = section_source_stage(cfg, options, library)
         return RunConfig(backbone=cfg.backbone, tasks=self.stage_sources(), method=method,
-                         data=replace(cfg.data, kshot=None, max_train_examples=cfg.library.max_train_examples),
+                         data=source_data(cfg),
                          train=replace(cfg.train, steps=cfg.library.steps, eval_every=source_eval_every(cfg),
                                        early_stopping_patience=cfg.library.patience),
                          eval=replace(cfg.eval, final_splits=["validation"], score_last=False),
@@ -195,19 +184,34 @@ class Bench:
 
     def prepare_sources(self, labels: list[str]) -> None:
         """Phase ``sources``: the library (when a selected section needs it) and the selected sections' multi-task
-        source stages, shared out between workers."""
+        source stages, shared out between workers. A stage is ready once every single-source prompt is there (MPT
+        distils from them), or, when its options name ``{library}`` itself (TA-LoRA's theta0 from the mixture),
+        once the whole library is: so one worker can train a stage while another trains the mixture."""
         from mtpt.run_folder import is_finished
 
-        with_stage = [label for label in labels if "source_stage" in self.config.methods[label]]
         if not any(needs_library(self.config.methods[label]) for label in labels):
             return
-        library = self.ensure_library()
-        runs = {}
-        for label in with_stage:
-            run = self.source_stage_run(self.config.methods[label], library)
-            runs[run.output_dir] = run
-        self._note("source stage", share_work([(Path(folder), lambda r=run: self._train_run(r),
-                                                 lambda f=folder: is_finished(f)) for folder, run in runs.items()]))
+        path = library_path(self.config)
+        singles, mixtures = self.library_jobs()
+        stages: dict[str, Job] = {}
+        for label in labels:
+            options = self.config.methods[label]
+            if "source_stage" not in options:
+                continue
+            if mentions(options["source_stage"], "{library}"):
+                ready = lambda: library_complete(path, self.config.library)  # noqa: E731
+            else:
+                ready = lambda: all(j.done() for j in singles)  # noqa: E731
+            # the run config is made when the job runs: its tasks are the sources that learned
+            run = lambda o=options: self.source_stage_run(o, str(path))  # noqa: E731
+            folder = section_source_stage(self.config, options, str(path))[1]
+            stages.setdefault(str(folder), Job(folder, lambda r=run: self._train_run(r()),
+                                               lambda f=folder: is_finished(f), ready))
+        jobs = singles + mixtures + list(stages.values())
+        if all(job.done() for job in jobs):  # a finished benchmark: nothing is touched
+            return
+        with self._library_hidden_until_complete():
+            self._note("sources", share_work(jobs))
 
     # --- phase 2: the gates ---------------------------------------------------------------------------------------
     def gates(self) -> None:
@@ -240,8 +244,8 @@ class Bench:
             method = self.section_method(label)
             for m in self.config.lr_grid.multipliers:
                 folder = grid_run_dir(self.config, label, m)
-                jobs.append((folder, lambda lb=label, mt=method, x=m: self._train_run(self.grid_run(lb, mt, x)),
-                             lambda f=folder: is_finished(f)))
+                jobs.append(Job(folder, lambda lb=label, mt=method, x=m: self._train_run(self.grid_run(lb, mt, x)),
+                                lambda f=folder: is_finished(f)))
         if jobs:
             self._note("lr-grid", share_work(jobs))
             write_grid_summary(self.config)
@@ -359,7 +363,8 @@ class Bench:
         return str(ensure_run(run, lambda: self.backbone, hidden_from_git_until_done).folder)
 
     def _train_run(self, run: RunConfig) -> None:
-        """Train a shared run (a source stage, a search run) whose lock this worker holds (:func:`share_work`)."""
+        """Train a shared run (a source stage, a search run) whose lock this worker holds
+        (:func:`~mtpt.bench.sharing.share_work`)."""
         from mtpt.run_folder import refuse_changed_run
         from mtpt.runner import train
 

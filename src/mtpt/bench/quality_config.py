@@ -36,6 +36,9 @@ class LibrarySection:
     """Learning rate of the source stage; null = train.lr."""
     max_train_examples: int | None = 20000
     """Cap on each source's training set (the sources are large: a seeded sample of this size)."""
+    max_eval_examples: int | None = None
+    """Cap on each source's validation set in the source runs (library and multi-task stages; a seeded sample);
+    null = data.max_eval_examples."""
     mixture: bool = True
     """Also tune the mixture-of-sources prompt (generic SPoT, TA-LoRA's theta0 from library_mixture)."""
     eval_every: int | None = None
@@ -290,9 +293,26 @@ def own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
     return options
 
 
+def source_data(config: QualityConfig) -> DataConfig:
+    """The data section of the source runs (library, multi-task source stages): full data, the library's caps."""
+    lib = config.library
+    return replace(config.data, kshot=None, max_train_examples=lib.max_train_examples,
+                   max_eval_examples=lib.max_eval_examples or config.data.max_eval_examples)
+
+
 def source_eval_every(config: QualityConfig) -> int:
     lib = config.library
     return min(lib.eval_every or config.train.eval_every, lib.steps)
+
+
+def entry_name(source: str) -> str:
+    """The library entry name of a source: its task name (a YAML task spec is named by its ``name``)."""
+    from mtpt.tasks import get_task
+
+    try:
+        return get_task(source).name
+    except KeyError as err:
+        raise MtptError(f"library.sources: {err.args[0] if err.args else source}") from None
 
 
 def library_complete(path: Path, lib: LibrarySection) -> bool:
@@ -301,5 +321,5 @@ def library_complete(path: Path, lib: LibrarySection) -> bool:
     if not (path / "manifest.json").exists():
         return False
     library = SourceLibrary.open(path)
-    tasks = list(lib.sources) + ([MIXTURE] if lib.mixture else [])
+    tasks = [entry_name(s) for s in lib.sources] + ([MIXTURE] if lib.mixture else [])
     return all(library.has(task, seed) for task in tasks for seed in lib.seeds)

@@ -24,6 +24,7 @@ from typing import Any
 
 from mtpt.atomic import atomic_write_text
 from mtpt.bench.quality_config import QualityConfig, library_path
+from mtpt.bench.sharing import Job
 
 GATES = "gates"
 ZERO_SHOT = "zero_shot"
@@ -131,14 +132,13 @@ def score_prompt(config: QualityConfig, prompt: GatePrompt, backbone) -> None:
         atomic_write_text(path, json.dumps(record, indent=1))
 
 
-def gate_jobs(config: QualityConfig, backbone: Callable[[], Any]) -> list[tuple[Path, Callable[[], None],
-                                                                                 Callable[[], bool]]]:
-    """(folder, work, done) per prompt of the matrix, for workers to share (:func:`mtpt.bench.quality.share_work`)."""
+def gate_jobs(config: QualityConfig, backbone: Callable[[], Any]) -> list[Job]:
+    """One job per prompt of the matrix, for workers to share (:func:`mtpt.bench.sharing.share_work`)."""
     jobs = []
     for prompt in gate_prompts(config):
         done = (lambda p=prompt: all(cached_score(config, p, t) is not None for t in config.targets))
-        jobs.append((gates_dir(config) / "zero-training" / prompt.name,
-                     lambda p=prompt: score_prompt(config, p, backbone()), done))
+        jobs.append(Job(gates_dir(config) / "zero-training" / prompt.name,
+                        lambda p=prompt: score_prompt(config, p, backbone()), done))
     return jobs
 
 
