@@ -53,6 +53,8 @@ def stage_lines(config: QualityConfig, labels: list[str]) -> list[str]:
     from mtpt.bench.quality_grid import grid_choice, grid_run_dir, searched_labels
 
     lines = []
+    if config.gates:  # v2-style configs: each library entry
+        lines.append("library entries: " + ", ".join(f"{name} {state}" for name, state in library_states(config)))
     stages = {section_source_stage(config, config.methods[label], str(library_path(config)))[1]
               for label in labels if "source_stage" in config.methods[label]}
     if stages and config.gates:  # v2-style configs report the stages; the recorded v1 lines stay as they were
@@ -78,3 +80,22 @@ def stage_lines(config: QualityConfig, labels: list[str]) -> list[str]:
 def _state(folder: Path) -> str:
     state = cell_state(folder)
     return "running" if state != "done" and held_elsewhere(lock_path_for(folder)) else state
+
+
+def library_states(config: QualityConfig) -> list[tuple[str, str]]:
+    """(entry, done / running / todo) for every source and seed (and mixture) the config's library holds."""
+    from mtpt.library.format import MIXTURE, SourceLibrary, entry_folder
+
+    from mtpt.bench.quality_config import entry_name
+
+    path, lib = library_path(config), config.library
+    library = SourceLibrary.open(path) if (path / "manifest.json").exists() else None
+    names = [entry_name(s) for s in lib.sources] + ([MIXTURE] if lib.mixture else [])
+    states = []
+    for seed in lib.seeds:
+        for name in names:
+            folder = path / "_runs" / entry_folder(name, seed)
+            done = library is not None and library.has(name, seed)
+            running = not done and held_elsewhere(lock_path_for(folder))
+            states.append((f"{name} (seed {seed})", "done" if done else "running" if running else "todo"))
+    return states
