@@ -334,6 +334,7 @@ def test_a_resumed_run_continues_the_group_history(lib, backbone, tmp_path):
     stamp = (tmp_path / "run" / "stage1" / "results.json").stat().st_mtime_ns
     first = json.loads((tmp_path / "run" / "checkpoints" / "last" / "method_state.json").read_text())
     config.train.steps = 4
+    config.train.allow_config_change = True  # extending a finished run on purpose
     train(config, backbone=backbone)
     assert (tmp_path / "run" / "stage1" / "results.json").stat().st_mtime_ns == stamp
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "method_log.jsonl").read_text().splitlines()]

@@ -143,7 +143,8 @@ def test_extend_appends_and_skips_existing_entries(tmp_path, backbone):
 
 def test_source_only_task_keeps_the_last_checkpoint(tmp_path, backbone):
     def build(_root):
-        return {"train": [Example(f"w{i}?", " yes", (" yes", " no"), 0, gold=0) for i in range(8)]}
+        words = (" yes", " no")
+        return {"train": [Example(f"w{i}?", words[i % 2], words, i % 2, gold=i % 2) for i in range(8)]}
 
     register(Task(name="fx-source-only", family="fixture", language="en", kind="classification",
                   metrics=("accuracy",), label_words=(" yes", " no"), size_class="small", template="", notes="",
@@ -217,10 +218,10 @@ def test_processes_adding_entries_side_by_side_keep_each_others_rows(tmp_path, b
 
 # --- config and CLI ---------------------------------------------------------------------------------------------
 def test_shipped_source_config_parses_with_overrides():
-    config = parse_source_config([str(REPO / "configs/library/english-sources.yaml"), "--train.steps", "7",
+    config = parse_source_config([str(REPO / "configs/library/english-sources.yaml"), "--train.steps", "70",
                                   "--seeds", "[1, 2]"])
     assert config.sources[0] == "glue-mnli" and config.mixture is True
-    assert config.train.steps == 7 and config.seeds == [1, 2]
+    assert config.train.steps == 70 and config.seeds == [1, 2]
     assert config.eval.final_splits == ["validation"]
     with pytest.raises(MtptError, match="Invalid source-stage"):
         parse_source_config(["--prompt_length", "many"])

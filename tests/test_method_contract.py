@@ -112,6 +112,7 @@ def test_every_registered_method_builds_with_its_prerequisites_supplied_and_neve
 
     backbone = tiny_backbone("llama")
     names = ["src-0", "src-1", "bench-task-0", "bench-task-1"]
+    toy_task("bench-task-0")  # the run's task must be registered (its config is checked)
     library = synthetic_library(tmp_path / "library", backbone, 4, names=names).root
     target = ["bench-task-0"]
     ctx = build_context(backbone, target, 0, run_dir=tmp_path / "run")

@@ -64,8 +64,11 @@ def test_keys_ignore_tokenisation_and_short_inputs():
 
 
 def test_keys_use_the_raw_inputs_not_the_rendered_template():
-    a = make_task("toy-a", "Review: {text}\nSentiment:", {"train": ["A fine film, all in all."], "test": ["x y z w"]})
-    b = make_task("toy-b", "Sentence: {s}\nSubjective?", {"train": ["q r s t"], "test": ["a FINE film -- all in all"]})
+    # two examples a split: a classification split needs two classes
+    a = make_task("toy-a", "Review: {text}\nSentiment:", {"train": ["A fine film, all in all.", "d e f g"],
+                                                         "test": ["x y z w", "h i j k"]})
+    b = make_task("toy-b", "Sentence: {s}\nSubjective?", {"train": ["q r s t", "l m n o"],
+                                                        "test": ["a FINE film -- all in all", "p q r s"]})
     test = b.examples("test")
     assert test[0].inputs == ("a FINE film -- all in all",)
     assert find_leaked(test, {"toy-a": training_keys(a)}) == {"toy-a": [0]}
@@ -198,7 +201,8 @@ def test_a_run_whose_whole_test_split_leaked_is_an_error(tmp_path):
 def test_a_user_spec_with_duplicated_rows_warns_with_the_counts(tmp_path):
     rows = [(f"this is review number {i} of many", i % 2) for i in range(32)]
     test_rows = rows[:3] + [(f"a new test review {i} here", i % 2) for i in range(5)]
-    val_rows = [rows[3], (rows[0][0], 0), ("fresh validation review text", 1)]  # rows[0] is also a test input
+    # rows[0] is also a test input; the two kept validation rows hold both classes
+    val_rows = [rows[3], (rows[0][0], 0), ("fresh validation review text", 0)]
 
     def write(name, data):
         lines = ["text,label"] + [f"{t},{y}" for t, y in data]

@@ -35,7 +35,7 @@ def test_the_docs_worked_examples_load(tmp_path):
 
 
 def headerless(tmp_path, first_line: str, **spec) -> str:
-    (tmp_path / "data.tsv").write_text(first_line + "".join(f"s{i}\t{i % 2}\tnice text {i}\n" for i in range(6)))
+    (tmp_path / "data.tsv").write_text(first_line + "".join(f"s{i}\t{i % 2}\tnice text {i}\n" for i in range(12)))
     doc = {"name": "bare", "template": "{sentence} ok?", "label_column": "label", "label_words": ["no", "yes"],
            "columns": ["source", "label", "sentence"], "files": {"train": "data.tsv"}, **spec}
     (tmp_path / "bare.yaml").write_text(yaml.safe_dump(doc))
@@ -43,8 +43,10 @@ def headerless(tmp_path, first_line: str, **spec) -> str:
 
 
 def test_headerless_files_and_header_rows(tmp_path):
-    assert validate_spec(headerless(tmp_path, "")).sizes()["train"] == 5  # 6 rows, one held out
-    assert validate_spec(headerless(tmp_path, "source\tlabel\tsentence\n", header=True)).sizes()["train"] == 5
+    # 12 rows, half held out for validation (a classification split needs both classes)
+    assert validate_spec(headerless(tmp_path, "", validation_fraction=0.5)).sizes()["train"] == 6
+    assert validate_spec(headerless(tmp_path, "source\tlabel\tsentence\n", header=True,
+                                    validation_fraction=0.5)).sizes()["train"] == 6
     with pytest.raises(TaskDataError, match=r"the first row repeats the column names .* set 'header: true'"):
         validate_spec(headerless(tmp_path, "source\tlabel\tsentence\n"))
     with pytest.raises(TaskDataError, match=r"'header: true' but the first row \['src', 'label', 'sentence'\]"):
@@ -59,14 +61,15 @@ def test_headerless_files_and_header_rows(tmp_path):
 
 def test_a_headerless_file_read_with_a_header_says_to_name_its_columns(tmp_path):
     """The first failure of the issue: an LM-BFF CSV (label, sentence; no header) described without `columns`."""
-    (tmp_path / "cr.csv").write_text("0,they can not be trusted\n1,works great\n1,love it\n0,broke\n")
+    (tmp_path / "cr.csv").write_text("0,they can not be trusted\n1,works great\n1,love it\n0,broke\n"
+                                     "1,very good\n0,too loud\n1,fine value\n0,died soon\n")
     (tmp_path / "cr.yaml").write_text("name: cr\ntemplate: '{sentence} good?'\nlabel_column: label\n"
-                                      "label_words: [bad, good]\nfiles: {train: cr.csv}\n")
+                                      "label_words: [bad, good]\nfiles: {train: cr.csv}\nvalidation_fraction: 0.25\n")
     with pytest.raises(TaskDataError, match=r"the header row \['0', 'they can not be trusted'\] has no column "
                                             r"\['sentence', 'label'\].*name its columns with 'columns: \[...\]'"):
         validate_spec(tmp_path / "cr.yaml")
     (tmp_path / "cr.yaml").write_text((tmp_path / "cr.yaml").read_text() + "columns: [label, sentence]\n")
-    assert sum(validate_spec(tmp_path / "cr.yaml").sizes().values()) == 4
+    assert sum(validate_spec(tmp_path / "cr.yaml").sizes().values()) == 8
 
 
 # --- label words -------------------------------------------------------------------------------------------------

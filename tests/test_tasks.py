@@ -462,7 +462,7 @@ def test_hf_source(monkeypatch):
     task = get_task(FIX / "hf_rte.yaml")
     assert task.examples("test")[0].text == "va p0 Question: va h0 True or False? Answer:"
     assert task.examples("test")[0].target == " True"
-    assert task.sizes() == {"train": 9, "validation": 1, "test": 4}  # validation carved
+    assert task.sizes() == {"train": 7, "validation": 3, "test": 4}  # validation carved
     assert _FakeHF.calls[0] == ("glue", "rte")
 
 

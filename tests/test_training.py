@@ -144,16 +144,45 @@ def test_gradient_accumulation_gives_the_same_update(tmp_path):
     assert one.best_step and two.best_step
 
 
-def test_nan_loss_stops_with_a_clear_error(tmp_path):
-    cfg = toy_config(tmp_path, steps=3)
-    cfg.train.lr = float("nan")
-    cfg.train.max_grad_norm = None
-    with pytest.raises(MtptError, match="loss became nan"):
-        train(cfg)
+def test_nan_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
+    """The message names the checkpoint that is left (saved with finite values), not "the last good checkpoint"."""
+    import mtpt.training.step as step
+
+    calls = []
+
+    def nan_from_the_second_step(out, normalizer):
+        calls.append(1)
+        loss = step_task_loss(out, normalizer)
+        return loss * float("nan") if len(calls) > 1 else loss
+
+    step_task_loss = step.task_loss
+    monkeypatch.setattr(step, "task_loss", nan_from_the_second_step)
+    with pytest.raises(MtptError, match=r"'task' loss became nan at step 2") as err:
+        train(toy_config(tmp_path, steps=3, eval_every=1))
+    assert "last good checkpoint" not in str(err.value)
+    assert f"{tmp_path / 'run' / 'checkpoints' / 'last'} holds step 1" in str(err.value)
+
+
+def test_a_non_finite_prompt_is_never_saved(tmp_path, monkeypatch):
+    """A step that leaves NaN in the prompt while its loss was still finite: the checkpoint write refuses it."""
+    from mtpt.training.step import TrainingStep
+
+    step = TrainingStep.run
+
+    def poisoned(self, micro_batches, index):
+        result = step(self, micro_batches, index)
+        with torch.no_grad():
+            self.unwrapped.method.prompt[0, 0] = float("nan")
+        return result
+
+    monkeypatch.setattr(TrainingStep, "run", poisoned)
+    with pytest.raises(MtptError, match="non-finite value.*Nothing was saved"):
+        train(toy_config(tmp_path, steps=2, eval_every=1))
+    assert not (tmp_path / "run" / "checkpoints" / "best").exists()
 
 
 def test_batch_size_must_split_evenly(tmp_path):
-    with pytest.raises(MtptError, match="divisible"):
+    with pytest.raises(MtptError, match="multiple of train.grad_accum"):
         train(toy_config(tmp_path, batch_size=5, grad_accum=2))
 
 
@@ -229,7 +258,7 @@ def test_a_user_task_spec_trains_and_evaluates_through_the_cli(tmp_path, capsys,
 
 
 def test_early_stopping_stops_after_patience_evaluations(tmp_path):
-    cfg = toy_config(tmp_path, steps=40, lr=0.0, eval_every=2, early_stopping_patience=2)
-    result = train(cfg)  # lr 0: the metric never improves after the first evaluation
+    cfg = toy_config(tmp_path, steps=40, lr=1e-12, eval_every=2, early_stopping_patience=2)
+    result = train(cfg)  # lr ~0: the metric never improves after the first evaluation
     steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("split") == "validation"]
     assert steps == [0, 2, 4, 6] and result.best_step == 2  # step 0 is logged, not a candidate

@@ -110,14 +110,15 @@ def load_backbone(name_or_path: str, *, dtype: torch.dtype = torch.float32) -> B
     try:
         config = AutoConfig.from_pretrained(folder)
         model_cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-        model = model_cls.from_pretrained(folder, dtype=dtype)
+        # safetensors only: pickled weights (pytorch_model.bin) can run code when loaded
+        model = model_cls.from_pretrained(folder, dtype=dtype, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-    except OSError as err:
+    except Exception as err:  # a missing, truncated or corrupted file: all reported with the folder's name
         raise MtptError(
-            f"Could not load backbone {name_or_path!r}: {err}\n"
-            f"Use a built-in alias ({', '.join(ALIASES)}), a local folder with config.json and weights, "
-            "or a hub id when the hub is reachable."
-        ) from err
+            f"Could not load backbone {name_or_path!r} ({type(err).__name__}: {str(err)[:500]})\n"
+            f"Use a built-in alias ({', '.join(ALIASES)}), a local folder with config.json and safetensors "
+            "weights, or a hub id when the hub is reachable."
+        ) from None
     return freeze(model, tokenizer, name_or_path)
 
 
@@ -158,6 +159,7 @@ def _resolve_folder(name_or_path: str) -> str:
     if Path(name_or_path).exists():
         if not (Path(name_or_path) / "config.json").exists():
             raise MtptError(f"Backbone folder {name_or_path!r} has no config.json: point at a transformers model folder.")
+        _refuse_pickled_weights(Path(name_or_path))
         return name_or_path
     if "/" not in name_or_path:
         raise MtptError(
@@ -165,6 +167,22 @@ def _resolve_folder(name_or_path: str) -> str:
             "not an existing folder, and not a hub id of the form 'owner/name'."
         )
     return name_or_path  # a hub id; from_pretrained reports an unreachable hub
+
+
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def _refuse_pickled_weights(folder: Path) -> None:
+    """A model folder whose weights are pickled (``pytorch_model.bin``) and not in safetensors: mtpt never loads
+    a pickle (unpickling a crafted file runs its code), so it is refused here with what to do."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise MtptError(
+            f"Backbone folder {folder} holds its weights as pickle files ({', '.join(pickled)}) and none as "
+            "safetensors. mtpt loads safetensors only (unpickling a file can run code it contains): use a copy of "
+            "the model with model.safetensors, or convert the weights with a tool you trust, in a sandbox.")
 
 
 def _converted_alias(alias: str) -> Path:

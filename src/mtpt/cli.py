@@ -50,7 +50,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     parser.add_argument("--data-root", default=None, help="With --backbone: the benchmark data folder "
                                                           "(default: $MTPT_DATA_ROOT).")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint folder.")
-    parser.add_argument("--splits", nargs="+", default=["test"], help="Splits to evaluate.")
+    parser.add_argument("--splits", nargs="+", default=["test"], choices=["train", "validation", "test"],
+                        help="Splits to evaluate.")
     parser.add_argument("--max-eval-examples", type=int, default=None, help="Cap each split (seeded sample).")
     parser.add_argument("--scorer", choices=["rank", "generate"], default=None, help="Override the run's scorer.")
     parser.add_argument("--predictions", default=None, help="Write per-example prediction records to this JSONL file.")

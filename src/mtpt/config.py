@@ -3,6 +3,12 @@
 A run config is YAML (read with ``yaml.safe_load``) with the sections below; any field can be overridden on
 the command line with a dotted flag (``--train.lr 0.01``). The ``method`` section is a mapping with a
 ``name`` key; the rest of it is validated against that method's own config dataclass from the registry.
+
+Every value is checked when a config object is made (``__post_init__``: at parse time, and for configs built in
+code), so a bad value fails before a run creates anything, with a message naming the field and what is allowed.
+Paths (task specs, a local backbone folder, ``data.data_root`` and the method options declared with
+:func:`path_option`) are stored absolute, so a run folder's ``config.yaml`` reads the same files from any working
+folder; :func:`resolved_paths` does the same to a recorded config before two configs are compared.
 """
 
 from __future__ import annotations
@@ -14,8 +20,19 @@ from typing import Any, Literal
 import yaml
 from jsonargparse import ArgumentParser, set_parsing_settings
 
+from mtpt.checks import check_choice, check_lr, check_range, check_sequence, suggest
 from mtpt.errors import MtptError
 from mtpt.registry import MethodSpec, get_method
+
+SPLIT_NAMES = ("train", "validation", "test")
+PATH_OPTION = "mtpt_path"
+"""Field-metadata key of a method option that names a file or folder (see :func:`path_option`)."""
+
+
+def path_option(default: str = "") -> Any:
+    """A method-config field naming a file or folder: stored absolute in the run's config.yaml, so the run reads
+    the same file from any working folder (and two configs naming one file by different relative paths agree)."""
+    return field(default=default, metadata={PATH_OPTION: True})
 
 
 @dataclass
@@ -47,6 +64,16 @@ class DataConfig:
     """Tasks whose training data counts as this run's sources for cross-task leakage, in addition to the method's own
     (a library's, a source run's): test inputs found in it are removed, so that runs with and without sources (a
     benchmark's PT and zero-shot rows) are scored on the same test examples."""
+
+    def __post_init__(self) -> None:
+        check_range("data.kshot", self.kshot, at_least=1, optional=True)
+        check_range("data.kshot_seed", self.kshot_seed, at_least=0)
+        check_choice("data.kshot_validation", self.kshot_validation, ("kshot", "full"))
+        check_range("data.max_train_examples", self.max_train_examples, at_least=1, optional=True)
+        check_range("data.max_eval_examples", self.max_eval_examples, at_least=1, optional=True)
+        check_range("data.max_input_tokens", self.max_input_tokens, at_least=1)
+        check_choice("data.mixing", self.mixing, ("proportional", "temperature", "uniform"))
+        check_range("data.mixing_temperature", self.mixing_temperature, above=0)
 
 
 @dataclass
@@ -98,7 +125,29 @@ class TrainConfig:
     seed: int = 42
     """Seeds method initialisation and batch sampling."""
     resume: bool = True
-    """Continue from the run folder's last checkpoint when there is one."""
+    """Continue from the run folder's last checkpoint when there is one (refused when the run folder was trained
+    with another config, unless allow_config_change is set)."""
+    allow_config_change: bool = False
+    """Resume even though the config differs from the run folder's own in fields that change what is trained (the
+    change is logged to metrics.jsonl); otherwise such a resume is refused."""
+    divergence_factor: float | None = 3.0
+    """Stop with an error when the mean loss of the last 10 steps exceeds this multiple of the first step's loss
+    (a diverging run: lower lr); null never stops. A non-finite loss always stops the run."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "log_every"):
+            check_range(f"train.{name}", getattr(self, name), at_least=1)
+        check_lr("train.lr", self.lr)
+        check_range("train.weight_decay", self.weight_decay, at_least=0)
+        check_range("train.warmup_steps", self.warmup_steps, at_least=0, below=self.steps)
+        check_range("train.max_grad_norm", self.max_grad_norm, above=0, optional=True)
+        check_choice("train.precision", self.precision, ("auto", "no", "bf16", "fp16"))
+        check_range("train.early_stopping_patience", self.early_stopping_patience, at_least=1, optional=True)
+        check_range("train.seed", self.seed, at_least=0, below=2**63)
+        check_range("train.divergence_factor", self.divergence_factor, above=1, optional=True)
+        if self.batch_size % self.grad_accum:
+            raise MtptError(f"train.batch_size ({self.batch_size}) must be a multiple of train.grad_accum "
+                            f"({self.grad_accum}): each accumulation step takes an equal share of the batch.")
 
 
 @dataclass
@@ -114,10 +163,17 @@ class EvalConfig:
     max_new_tokens: int = 8
     """generate: tokens to decode."""
     final_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
-    """Splits evaluated with the best checkpoint when training ends."""
+    """Splits evaluated with the best checkpoint when training ends (train, validation, test)."""
     score_last: bool = False
     """Also score the model after the last step on the final splits (results.json's `final_last`), besides the best
     checkpoint on validation (`final`)."""
+
+    def __post_init__(self) -> None:
+        check_choice("eval.scorer", self.scorer, ("rank", "generate"))
+        check_choice("eval.rank_normalization", self.rank_normalization, ("sum", "mean"))
+        check_range("eval.batch_size", self.batch_size, at_least=1)
+        check_range("eval.max_new_tokens", self.max_new_tokens, at_least=1)
+        check_sequence("eval.final_splits", self.final_splits, allowed=SPLIT_NAMES, non_empty=False)
 
 
 @dataclass
@@ -135,6 +191,22 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str = "runs/latest"
     """Run folder: resolved config, logs, checkpoints, results."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, str) or not self.backbone.strip():
+            raise MtptError(f"backbone must name a model (alias, folder or hub id), got {self.backbone!r}.")
+        if not isinstance(self.output_dir, str) or not self.output_dir.strip():
+            raise MtptError(f"output_dir must name a folder, got {self.output_dir!r}.")
+        check_sequence("tasks", self.tasks)
+        metrics = [known_task(name).metrics for name in self.tasks]
+        check_method(self.method)
+        method_config(self.method)  # the method's own options, checked now rather than when the run starts
+        shared = [m for m in metrics[0] if all(m in other for other in metrics)]
+        check_choice("train.metric_for_best", self.train.metric_for_best, ["score", *shared])
+        plain = resolved_paths({"backbone": self.backbone, "tasks": self.tasks, "method": self.method,
+                                "data": {"data_root": self.data.data_root}})
+        self.backbone, self.tasks, self.method = plain["backbone"], plain["tasks"], plain["method"]
+        self.data.data_root = plain["data"]["data_root"]
 
     def data_root(self) -> Path | None:
         """The benchmark data folder: ``data.data_root``, else ``$MTPT_DATA_ROOT``, else none."""
@@ -199,11 +271,80 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise MtptError(f"{path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise MtptError(f"{path} is not UTF-8 text ({err}): is it a config file?") from None
+    except OSError as err:
+        raise MtptError(f"Config file {path} cannot be read ({err}).") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise MtptError(f"{path} must hold a mapping of config sections, got {type(data).__name__}.")
     return data
+
+
+def known_task(name: Any):
+    """The task ``name`` names (registered name or spec path); an unknown name lists the closest ones."""
+    from mtpt.tasks import get_task, list_tasks
+
+    if not isinstance(name, str) or not name.strip():
+        raise MtptError(f"tasks: every entry must be a task name or spec path, got {name!r}.")
+    try:
+        return get_task(name)
+    except KeyError:
+        known = [task.name for task in list_tasks()]
+        raise MtptError(f"tasks: unknown task {name!r}.{suggest(name, known)} `mtpt tasks` lists the registered "
+                        f"tasks; a path to a YAML task spec also works.") from None
+
+
+def check_method(method: Any) -> None:
+    """The ``method`` section names a registered method (the closest names are suggested for a misspelt one)."""
+    from mtpt.registry import list_methods
+
+    if not isinstance(method, dict) or "name" not in method:
+        raise MtptError("The 'method' section needs a 'name' (e.g. method: {name: pt}).")
+    names = [spec.name for spec in list_methods()]
+    if method["name"] not in names:
+        raise MtptError(f"Unknown method {method['name']!r} (method.name); registered: {', '.join(names)}."
+                        f"{suggest(str(method['name']), names)}")
+
+
+def resolve_path(value: Any) -> Any:
+    """An absolute, normalised form of a non-empty path string (other values unchanged)."""
+    if not isinstance(value, str) or not value:
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def _is_path_like(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or "/" in name or "\\" in name
+
+
+def resolved_paths(plain: dict[str, Any]) -> dict[str, Any]:
+    """A run config in plain form (a config.yaml) with every path-like value made absolute against the current
+    folder: task specs, a local backbone folder, data.data_root and the method's :func:`path_option` options.
+    Registered task names, backbone aliases and hub ids stay as they are."""
+    from mtpt.registry import list_methods
+    from mtpt.tasks import list_tasks
+
+    out = dict(plain)
+    registered = {task.name for task in list_tasks()}
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [resolve_path(t) if isinstance(t, str) and t not in registered
+                        and (_is_path_like(t) or Path(t).is_file()) else t for t in out["tasks"]]
+    backbone = out.get("backbone")
+    if isinstance(backbone, str) and backbone and Path(backbone).expanduser().exists():
+        from mtpt.backbones import ALIASES  # only now: it imports transformers
+
+        if backbone not in ALIASES:  # an alias wins over a folder of the same name, as load_backbone decides
+            out["backbone"] = resolve_path(backbone)
+    if isinstance(out.get("data"), dict) and out["data"].get("data_root"):
+        out["data"] = {**out["data"], "data_root": resolve_path(out["data"]["data_root"])}
+    method = out.get("method")
+    specs = {spec.name: spec for spec in list_methods()}
+    if isinstance(method, dict) and method.get("name") in specs:
+        paths = {f.name for f in fields(specs[method["name"]].config_cls) if f.metadata.get(PATH_OPTION)}
+        out["method"] = {k: resolve_path(v) if k in paths else v for k, v in method.items()}
+    return out
 
 
 def method_config(method: dict[str, Any]) -> tuple[MethodSpec, Any]:
@@ -232,7 +373,18 @@ def to_plain(obj: Any) -> Any:
 
 
 def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    """Write ``data`` as YAML, atomically (a reader never sees half a config)."""
+    from mtpt.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def validate(config: RunConfig) -> None:
+    """Check a run config again (its sections' and its own ``__post_init__``): a config changed in code after it was
+    made (``config.train.lr = ...``) is checked before training starts."""
+    for section in (config.data, config.train, config.eval):
+        section.__post_init__()
+    config.__post_init__()
 
 
 def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -246,5 +398,6 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
 
 __all__ = [
     "DataConfig", "EvalConfig", "RunConfig", "TrainConfig", "asdict", "config_parser", "dump_yaml", "load_yaml",
-    "method_config", "parse_config", "parse_run_config", "run_config_from_dict", "to_plain",
+    "method_config", "parse_config", "parse_run_config", "path_option", "resolved_paths", "run_config_from_dict",
+    "to_plain", "validate",
 ]

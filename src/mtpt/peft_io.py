@@ -7,7 +7,6 @@ accepts it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from mtpt.errors import MtptError
+from mtpt.loading import read_json
 from mtpt.prompt_io import PEFT_KEY, PEFT_WEIGHTS, load_prompt_tensor
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def import_peft_prompt(adapter_dir: str | Path) -> Tensor:
     config_path = adapter_dir / "adapter_config.json"
     if not config_path.exists():
         raise MtptError(f"{adapter_dir} has no adapter_config.json: not a PEFT adapter folder.")
-    peft_type = json.loads(config_path.read_text()).get("peft_type")
+    peft_type = read_json(config_path, what="PEFT adapter config").get("peft_type")
     if peft_type != "PROMPT_TUNING":
         raise MtptError(f"{adapter_dir} is a {peft_type} adapter; only PROMPT_TUNING adapters can be imported.")
     return load_prompt_tensor(adapter_dir / PEFT_WEIGHTS)

@@ -7,20 +7,19 @@ benchmarks compare configs with :func:`refuse_changed_run`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
 from torch import Tensor
 
 from mtpt.errors import MtptError
+from mtpt.loading import read_json, read_tensors
 from mtpt.training.checkpoint import METHOD_STATE, METHOD_WEIGHTS, read_meta
 
 __all__ = ["BOOKKEEPING_FIELDS", "RunCheckpoint", "changed_fields", "is_finished", "kept_checkpoint",
-           "read_run_checkpoint", "refuse_changed_run"]
+           "read_run_checkpoint", "recorded_changes", "refuse_changed_run"]
 
 RESULTS = "results.json"
 
@@ -36,8 +35,8 @@ def kept_checkpoint(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     results = run_dir / RESULTS
     best = run_dir / "checkpoints" / "best"
-    metric = json.loads(results.read_text()).get("best_metric") if results.exists() else None
-    if metric is not None and math.isfinite(float(metric)) and best.exists():
+    metric = read_json(results).get("best_metric") if results.exists() else None
+    if isinstance(metric, (int, float)) and math.isfinite(metric) and best.exists():
         return best
     last = run_dir / "checkpoints" / "last"
     if last.exists():
@@ -79,40 +78,57 @@ def read_run_checkpoint(path: str | Path, method: str, *, which: str = "best", w
     if weights_hash and meta.get("weights_hash") not in (None, weights_hash):
         raise MtptError(f"{path} was trained on backbone {meta.get('backbone')!r} with other weights than this run's.")
     state_file = folder / METHOD_STATE
-    method_state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    tensors = {name: value.float() for name, value in load_file(str(folder / METHOD_WEIGHTS)).items()}
+    method_state = read_json(state_file, what="checkpoint file") if state_file.exists() else {}
+    tensors = {name: value.float() for name, value in read_tensors(folder / METHOD_WEIGHTS, "checkpoint file").items()}
     return RunCheckpoint(folder, tensors, list(meta.get("tasks", [])), method_state, meta)
 
 
 BOOKKEEPING_FIELDS = frozenset({"output_dir", "train.resume", "train.log_every", "train.tensorboard",
-                                "eval.batch_size"})
-"""Fields that change where or how a run is logged or resumed, not what it trains or measures."""
+                                "eval.batch_size", "train.allow_config_change", "train.divergence_factor"})
+"""Fields that change where or how a run is logged, resumed or guarded, not what it trains or measures."""
 
 
 def refuse_changed_run(planned) -> None:
     """Raise when ``planned.output_dir`` (a :class:`~mtpt.config.RunConfig`) holds a finished run recorded with
     another config: reusing it would silently mix protocols (e.g. after editing ``kshot`` or ``steps``). A run
-    that recorded no config has nothing to compare; ``output_dir`` itself is not compared (a moved folder holds
-    the same run), nor are the fields of :data:`BOOKKEEPING_FIELDS`; nor, for a run that trained nothing (no
-    checkpoints: zero-shot), the training loop's fields, except the precision its evaluation ran in."""
-    from dataclasses import fields
-
-    import yaml
-
-    from mtpt.config import TrainConfig, to_plain
-
+    that recorded no config has nothing to compare; see :func:`recorded_changes` for what is compared."""
     out = Path(planned.output_dir)
-    saved = out / "config.yaml"
-    if not is_finished(out) or not saved.exists():
+    if not is_finished(out) or not (out / "config.yaml").exists():
         return
-    ignore = BOOKKEEPING_FIELDS
-    if not (out / "checkpoints").exists():
-        ignore = ignore | {f"train.{f.name}" for f in fields(TrainConfig) if f.name != "precision"}
-    changed = changed_fields(yaml.safe_load(saved.read_text()), to_plain(planned), ignore=ignore)
+    changed = recorded_changes(planned)
     if changed:
         raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
                         f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
                         f"or restore the config.")
+
+
+def recorded_changes(planned) -> list[str]:
+    """``"field: recorded -> planned"`` for every field that alters what is trained or measured in which
+    ``planned`` differs from the run folder's own ``config.yaml`` (and, where recorded, the method's resolved
+    options in ``method_config.yaml``). Paths are compared resolved on both sides, so a recorded relative path and
+    the same file named absolutely agree. Not compared: ``output_dir`` (a moved folder holds the same run), the
+    fields of :data:`BOOKKEEPING_FIELDS`, fields only one side has (added to mtpt later), and, for a run that
+    trained nothing (no checkpoints: zero-shot), the training loop's fields except the precision its evaluation
+    ran in."""
+    from dataclasses import fields
+
+    from mtpt.config import TrainConfig, load_yaml, method_config, resolved_paths, to_plain
+
+    out = Path(planned.output_dir)
+    ignore = BOOKKEEPING_FIELDS
+    if not (out / "checkpoints").exists():
+        ignore = ignore | {f"train.{f.name}" for f in fields(TrainConfig) if f.name != "precision"}
+    changed = changed_fields(resolved_paths(load_yaml(out / "config.yaml")), resolved_paths(to_plain(planned)),
+                             ignore=ignore)
+    if (out / "method_config.yaml").exists():
+        spec, options = method_config(planned.method)
+        saved = load_yaml(out / "method_config.yaml")  # {method: <name>, ...every option}
+        saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
+        recorded = resolved_paths({"method": saved})["method"]
+        now = resolved_paths({"method": {"name": spec.name, **to_plain(options)}})["method"]
+        changed += [f"method.{line}" for line in changed_fields(recorded, now)
+                    if not line.startswith("name:")]  # a changed name is reported by config.yaml already
+    return list(dict.fromkeys(changed))
 
 
 def changed_fields(recorded: Any, planned: Any, path: str = "", ignore: frozenset[str] = frozenset()) -> list[str]:

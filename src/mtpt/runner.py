@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import ContextManager
 
 from mtpt.backbones import Backbone, load_backbone
-from mtpt.config import RunConfig, method_config
+from mtpt.config import RunConfig, method_config, validate
 from mtpt.contract import FinishedRun, Prerequisite
 from mtpt.locking import exclusive, lock_path_for
 from mtpt.run_folder import is_finished, kept_checkpoint, refuse_changed_run
 from mtpt.runtime import RunParts, build_run
 from mtpt.training.loop import TrainResult, Trainer, evaluate_untrained
+from mtpt.training.opening import claim
 
 __all__ = ["build", "ensure_run", "prerequisites_of", "resolve_prerequisites", "train"]
 
@@ -70,16 +71,19 @@ def train(config: RunConfig, backbone: Backbone | None = None,
           on_built: Callable[[RunParts], None] | None = None) -> TrainResult:
     """Train a run end to end and evaluate its best checkpoint; a method with nothing to train (zero-shot) is
     evaluated and its run folder written all the same. ``on_built(parts)`` runs after the build, before training
-    (the quality benchmark records parameter counts with it)."""
-    parts = build(config, backbone)
-    try:
-        if on_built is not None:
-            on_built(parts)
-        if not any(p.requires_grad for p in parts.model.method.parameters()):
-            return evaluate_untrained(parts)
-        return Trainer(parts).fit()
-    finally:
-        parts.model.detach_method()
+    (the quality benchmark records parameter counts with it). The run folder is held for this launch from before the
+    backbone loads: a second launch on it fails at once, naming the holder."""
+    validate(config)
+    with claim(config.output_dir):
+        parts = build(config, backbone)
+        try:
+            if on_built is not None:
+                on_built(parts)
+            if not any(p.requires_grad for p in parts.model.method.parameters()):
+                return evaluate_untrained(parts)
+            return Trainer(parts).fit()
+        finally:
+            parts.model.detach_method()
 
 
 @contextlib.contextmanager

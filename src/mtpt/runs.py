@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mtpt.atomic import atomic_write_text
 from mtpt.backbones import Backbone, local_reference
-from mtpt.config import DataConfig, RunConfig, load_yaml, run_config_from_dict
+from mtpt.config import DataConfig, RunConfig, load_yaml, run_config_from_dict, validate
 from mtpt.errors import MtptError
 from mtpt.contract import ExtraState, TaskPrompts
 from mtpt.peft_io import export_peft_prompt
@@ -39,7 +39,11 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.exists():
         raise MtptError(f"{run_dir} has no config.yaml: not a folder written by `mtpt train`.")
-    config = run_config_from_dict(load_yaml(config_path))
+    try:
+        config = run_config_from_dict(load_yaml(config_path))
+    except MtptError as err:
+        message = str(err)
+        raise MtptError(message if str(config_path) in message else f"{config_path}: {message}") from None
     config.output_dir = str(run_dir)  # the folder may have moved; its prerequisite runs live in sub-folders of it
     parts = build(config, backbone)
     if not has_state(parts.model.method):
@@ -74,7 +78,7 @@ def evaluate_run(run_dir, which="best", splits=("test",), max_eval_examples=None
     parts = load_run(run_dir, which, backbone)
     results = evaluate_parts(parts, splits, max_eval_examples, scorer, predictions, precision)
     out = Path(run_dir) / f"eval_{which if which in ('best', 'last') else 'custom'}.json"
-    out.write_text(json.dumps(results, indent=1))
+    atomic_write_text(out, json.dumps(results, indent=1))
     return results
 
 
@@ -96,6 +100,7 @@ def evaluate_parts(parts: RunParts, splits, max_eval_examples=None, scorer=None,
         parts.config.data.max_eval_examples = max_eval_examples
     if scorer is not None:
         parts.config.eval.scorer = scorer
+    validate(parts.config)  # the overrides above, checked like the run's own values
     acc = make_accelerator(parts.config.train.precision)  # the precision the run validated with
     parts.model.to(acc.device)
     records: list[dict] = []

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from safetensors.torch import load_file
 from torch import Tensor
 
 from mtpt.errors import MtptError, MtptWarning
 from mtpt.library.format import SourceLibrary
+from mtpt.loading import read_tensors
 from mtpt.contract import BuildContext
 from mtpt.prompt_io import PROMPT_KEY, load_prompt_tensor
 from mtpt.run_folder import kept_checkpoint
@@ -91,7 +91,7 @@ def read_prompt(path: str | Path, backbone=None) -> Tensor:
     if path.is_dir() and (path / "checkpoints").is_dir():
         path = kept_checkpoint(path)
     if path.is_dir() and (path / "method.safetensors").exists():
-        tensors = load_file(str(path / "method.safetensors"))
+        tensors = read_tensors(path / "method.safetensors", "checkpoint file")
         prompt = tensors.get(PROMPT_KEY)
         if prompt is not None and prompt.dim() == 2:
             return prompt.float()

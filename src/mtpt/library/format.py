@@ -36,8 +36,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from mtpt.atomic import atomic_write_text
+from mtpt.atomic import atomic_write_text, fsync_folder, write_synced
 from mtpt.errors import MtptError
+from mtpt.loading import read_json
 from mtpt.locking import exclusive
 from mtpt.prompt_io import load_prompt_tensor, save_prompt
 
@@ -93,6 +94,13 @@ class LibraryEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LibraryEntry":
+        """An entry from its manifest row; a row of the wrong shape or types raises ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"an entry must be a JSON object, got {data!r}")
+        for key, kind in (("task", str), ("seed", int), ("path", str)):
+            if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+                raise ValueError(f"entry {data.get('task')!r}: {key!r} must be a {kind.__name__}, "
+                                 f"got {data.get(key)!r}")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["sources"] = tuple(known.get("sources", ()))
         return cls(**known)
@@ -145,20 +153,24 @@ class SourceLibrary:
                 f"{root} is not a source-prompt library (no {MANIFEST}). Build one with "
                 "`mtpt train-source CONFIG` (see configs/library/english-sources.yaml)."
             )
-        try:
-            data = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise MtptError(f"{manifest_path} is not valid JSON ({err}); restore it or rebuild the library.") from None
+        data = read_json(manifest_path, what="Library manifest")
         if data.get("format") != FORMAT_VERSION:
             raise MtptError(
                 f"{root} has library format {data.get('format')!r}; this mtpt reads format {FORMAT_VERSION}."
             )
-        manifest = _Manifest(
-            backbone=str(data["backbone"]), weights_hash=str(data["weights_hash"]),
-            prompt_length=int(data["prompt_length"]), hidden_size=int(data["hidden_size"]),
-            init=dict(data.get("init", {})), entries=[LibraryEntry.from_json(e) for e in data.get("entries", [])],
-        )
-        return cls(root, manifest)
+        try:
+            manifest = _Manifest(
+                backbone=str(data["backbone"]), weights_hash=str(data["weights_hash"]),
+                prompt_length=int(data["prompt_length"]), hidden_size=int(data["hidden_size"]),
+                init=dict(data.get("init", {})), entries=[LibraryEntry.from_json(e) for e in data.get("entries", [])],
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise MtptError(f"{manifest_path} is damaged ({type(err).__name__}: {err}); restore it or rebuild the "
+                            "library.") from None
+        library = cls(root, manifest)
+        for entry in manifest.entries:
+            library.entry_dir(entry)  # every entry inside the library, checked before anything is read
+        return library
 
     @classmethod
     def create(
@@ -171,10 +183,7 @@ class SourceLibrary:
         if init_prompt.dim() != 2:
             raise MtptError(f"The initial prompt must be [L, d], got shape {tuple(init_prompt.shape)}.")
         root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".init-", suffix=".safetensors", dir=root)
-        os.close(fd)
-        save_prompt(init_prompt, tmp)
-        os.replace(tmp, root / INIT_FILE)
+        save_prompt(init_prompt, root / INIT_FILE)  # atomic: a reader never sees half a file
         length, dim = (int(n) for n in init_prompt.shape)
         library = cls(root, _Manifest(backbone, weights_hash, length, dim, dict(init_info or {})))
         library._write_manifest()
@@ -260,13 +269,26 @@ class SourceLibrary:
             )
         return min(found, key=lambda e: (-_metric_key(e.best_metric), e.seed))
 
+    def entry_dir(self, entry: LibraryEntry) -> Path:
+        """The folder of ``entry``, resolved; a manifest path that leads outside the library (``..``, an absolute
+        path, a link pointing out) is refused: a library reads only its own folder."""
+        root = self.root.resolve()
+        relative = Path(entry.path)
+        folder = (root / relative).resolve()
+        if relative.is_absolute() or not folder.is_relative_to(root) or folder == root:
+            raise MtptError(
+                f"{self.root / MANIFEST}: entry {entry.task!r} seed {entry.seed} has path {entry.path!r}, which "
+                f"leads outside the library (to {folder}). Entry paths are relative folders inside the library "
+                f"({entry_folder(entry.task, entry.seed)!r}): fix or rebuild the manifest.")
+        return folder
+
     def init_prompt(self) -> Tensor:
         """``P_init`` ``[L, d]`` (fp32), the start of every entry."""
         return self._load(self.root / INIT_FILE)
 
     def prompt(self, task: str, seed: int | None = None) -> Tensor:
         """The tuned prompt ``P*`` of ``task`` ``[L, d]`` (seed as in :meth:`entry`)."""
-        return self._load(self.root / self.entry(task, seed).path / PROMPT_FILE)
+        return self._load(self.entry_dir(self.entry(task, seed)) / PROMPT_FILE)
 
     def mixture_prompt(self, seed: int | None = None) -> Tensor:
         """The prompt tuned on the mixture of sources (generic SPoT)."""
@@ -289,7 +311,7 @@ class SourceLibrary:
 
     def entry_meta(self, task: str, seed: int | None = None) -> dict[str, Any]:
         """The ``meta.json`` of an entry (training run, final metrics, ...)."""
-        return json.loads((self.root / self.entry(task, seed).path / ENTRY_META).read_text(encoding="utf-8"))
+        return read_json(self.entry_dir(self.entry(task, seed)) / ENTRY_META, what="Library entry file")
 
     def _load(self, path: Path) -> Tensor:
         prompt = load_prompt_tensor(path).float()
@@ -317,7 +339,9 @@ class SourceLibrary:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             save_prompt(prompt, staging / PROMPT_FILE)
-            (staging / ENTRY_META).write_text(json.dumps({**meta, "entry": entry.to_json()}, indent=1, default=str))
+            write_synced(staging / ENTRY_META, json.dumps({**meta, "entry": entry.to_json()}, indent=1,
+                                                          default=str).encode())
+            fsync_folder(staging)
             _replace_dir(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -21,7 +21,9 @@ from typing import Any, Literal
 import torch
 from jsonargparse import ArgumentParser
 
-from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig, config_parser, parse_config, to_plain
+from mtpt.config import (DataConfig, EvalConfig, RunConfig, TrainConfig, config_parser, parse_config, resolve_path,
+                         resolved_paths, to_plain)
+from mtpt.checks import check_choice, check_range
 from mtpt.errors import MtptError
 from mtpt.run_folder import kept_checkpoint
 from mtpt.library.format import MIXTURE, LibraryEntry, SourceLibrary, entry_folder
@@ -66,6 +68,12 @@ class SourceStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(final_splits=["validation"]))
 
+    def __post_init__(self) -> None:
+        _check_config(self)
+        self.library = resolve_path(self.library)
+        self.runs_dir = resolve_path(self.runs_dir)
+        self.sources = resolved_paths({"tasks": self.sources})["tasks"]
+
 
 @dataclass
 class StageOutcome:
@@ -95,17 +103,30 @@ def train_sources(config: SourceStageConfig, backbone=None) -> list[StageOutcome
     from mtpt.backbones import load_backbone  # heavy imports only when the stage really runs
 
     _check_config(config)
-    task_names = _resolve_tasks(config.sources)
+    tasks = _resolve_tasks(config.sources)  # entry name -> the task reference a run config takes
+    _check_runs(config, tasks)  # every source checked before the library (or anything else) is created
     backbone = backbone or load_backbone(config.backbone)
     library = open_or_create_library(config, backbone)
     runs_dir = Path(config.runs_dir) if config.runs_dir else library.root / "_runs"
     outcomes = []
     for seed in config.seeds:
-        for task in task_names:
-            outcomes.append(_one_entry(config, library, backbone, runs_dir, task, [task], seed))
+        for name, reference in tasks.items():
+            outcomes.append(_one_entry(config, library, backbone, runs_dir, name, [reference], seed))
         if config.mixture:
-            outcomes.append(_one_entry(config, library, backbone, runs_dir, MIXTURE, task_names, seed))
+            outcomes.append(_one_entry(config, library, backbone, runs_dir, MIXTURE, list(tasks.values()), seed))
     return outcomes
+
+
+def _check_runs(config: SourceStageConfig, tasks: dict[str, str]) -> None:
+    """Build (and so check) the run config of every entry, and check that each task's data can be found."""
+    from mtpt.tasks import get_task
+
+    init = Path(config.library) / "init.safetensors"
+    groups = [[reference] for reference in tasks.values()] + ([list(tasks.values())] if config.mixture else [])
+    for group in groups:
+        run = _run_config(config, init, 0, group, config.seeds[0], Path(config.library) / "_runs")
+        for reference in group:
+            get_task(reference).data_root(run.data_root())
 
 
 def _check_config(config: SourceStageConfig) -> None:
@@ -115,21 +136,27 @@ def _check_config(config: SourceStageConfig) -> None:
         raise MtptError(f"'sources' lists a task twice: {config.sources}.")
     if not config.seeds or len(set(config.seeds)) != len(config.seeds):
         raise MtptError(f"'seeds' must be a non-empty list of distinct seeds, got {config.seeds}.")
-    if config.prompt_length < 1:
-        raise MtptError(f"prompt_length must be at least 1, got {config.prompt_length}.")
+    for seed in config.seeds:
+        check_range("seeds", seed, at_least=0, below=2**63)
+    check_range("prompt_length", config.prompt_length, at_least=1)
+    check_range("init_seed", config.init_seed, at_least=0)
+    check_choice("init", config.init, ("sample_vocab", "uniform", "text"))
+    if not isinstance(config.library, str) or not config.library.strip():
+        raise MtptError(f"library must name a folder, got {config.library!r}.")
 
 
-def _resolve_tasks(names: list[str]) -> list[str]:
-    from mtpt.tasks import get_task
+def _resolve_tasks(names: list[str]) -> dict[str, str]:
+    """Each source's entry name (the task's own name) -> how a run config names it (registered name, or the
+    resolved path of a YAML task spec, which is registered under no name)."""
+    from mtpt.config import known_task
 
-    resolved = []
+    resolved: dict[str, str] = {}
     for name in names:
-        try:
-            task = get_task(name)
-        except KeyError as err:
-            raise MtptError(str(err.args[0]) if err.args else str(err)) from None
+        task = known_task(name)
         entry_folder(task.name, 0)  # refuses names that cannot be folders, before any training
-        resolved.append(task.name)
+        if task.name in resolved:
+            raise MtptError(f"'sources' names task {task.name!r} twice ({resolved[task.name]} and {name}).")
+        resolved[task.name] = name
     return resolved
 
 
@@ -153,8 +180,11 @@ def open_or_create_library(config: SourceStageConfig, backbone) -> SourceLibrary
 
 
 def _one_entry(config, library: SourceLibrary, backbone, runs_dir: Path, task: str, tasks: list[str], seed: int):
+    from mtpt.tasks import get_task
+
+    names = [get_task(reference).name for reference in tasks]
     if library.has(task, seed) and not config.overwrite:
-        stale = task == MIXTURE and list(library.entry(task, seed).sources) != tasks
+        stale = task == MIXTURE and list(library.entry(task, seed).sources) != names
         return StageOutcome(task, seed, "skipped-stale" if stale else "skipped", library.entry(task, seed).best_metric)
     run_dir = runs_dir / entry_folder(task, seed)
     if config.overwrite and run_dir.exists():
@@ -169,8 +199,8 @@ def _one_entry(config, library: SourceLibrary, backbone, runs_dir: Path, task: s
     learned = None if best is None or constant is None else best >= constant + config.learned_margin
     entry = LibraryEntry(task=task, seed=seed, path=entry_folder(task, seed), best_metric=best,
                          metric_for_best=config.train.metric_for_best, steps=steps, best_step=result.best_step,
-                         sources=tuple(tasks) if task == MIXTURE else (), constant_score=constant, learned=learned)
-    meta = {"run_dir": str(run_dir), "checkpoint": which, "tasks": tasks, "final": result.final,
+                         sources=tuple(names) if task == MIXTURE else (), constant_score=constant, learned=learned)
+    meta = {"run_dir": str(run_dir), "checkpoint": which, "tasks": names, "final": result.final,
             "run_config": to_plain(run_config)}
     library.add_entry(entry, prompt, meta, overwrite=config.overwrite)
     return StageOutcome(task, seed, "trained", best)
@@ -198,8 +228,13 @@ def constant_score(run_config: RunConfig) -> float | None:
 def source_run_config(config: SourceStageConfig, library: SourceLibrary, tasks: list[str], seed: int,
                       run_dir: Path) -> RunConfig:
     """The ``pt`` run that tunes one entry, starting from the library's initial prompt."""
-    method = {"name": "pt", "prompt_length": library.prompt_length, "init": "from_file",
-              "init_path": str(library.root / "init.safetensors")}
+    return _run_config(config, library.root / "init.safetensors", library.prompt_length, tasks, seed, run_dir)
+
+
+def _run_config(config: SourceStageConfig, init: Path, length: int, tasks: list[str], seed: int,
+                run_dir: Path) -> RunConfig:
+    method = {"name": "pt", "prompt_length": length or config.prompt_length, "init": "from_file",
+              "init_path": str(init)}
     return RunConfig(backbone=config.backbone, tasks=list(tasks), method=method, data=replace(config.data),
                      train=replace(config.train, seed=seed), eval=replace(config.eval), output_dir=str(run_dir))
 

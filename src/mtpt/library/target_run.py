@@ -14,18 +14,17 @@ from pathlib import Path
 
 from torch import Tensor
 
-from mtpt.contract import BuildContext
+from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
 from mtpt.library.access import read_prompt
 from mtpt.library.format import INIT_FILE, SourceLibrary
 
-__all__ = ["target_prompt", "target_run_config"]
+__all__ = ["target_prompt", "target_run_config", "target_run_prerequisite"]
 
 
-def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: str | Path = ""):
-    """The PT run on ``base``'s tasks and data from the library's ``P_init``: ``steps`` steps at ``lr``, warm-up
-    and validation interval taken from ``base`` (capped to the shorter run), no early stopping. ``run_dir`` may
-    be left empty for the runner to place it."""
+def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_dir: str | Path):
+    """The PT run on ``base``'s tasks and data from the library's ``P_init`` into ``run_dir``: ``steps`` steps at
+    ``lr``, warm-up and validation interval taken from ``base`` (capped to the shorter run), no early stopping."""
     from mtpt.config import RunConfig
 
     if steps < 1:
@@ -36,6 +35,21 @@ def target_run_config(base, library: SourceLibrary, steps: int, lr: float, run_d
                     eval_every=min(base.train.eval_every, steps), early_stopping_patience=None)
     return RunConfig(backbone=base.backbone, tasks=list(base.tasks), method=method, data=replace(base.data),
                      train=train, eval=replace(base.eval, final_splits=[]), output_dir=str(run_dir))
+
+
+def target_run_prerequisite(key: str, library_path: str, run, steps: int, lr: float | None,
+                            steps_option: str) -> list[Prerequisite]:
+    """The target's PT run from the library's ``P_init`` as a prerequisite run named ``key``: ``steps`` steps (the
+    method option ``steps_option``) at ``lr`` (null: the run's ``train.lr``). None without a library path: the
+    builder then says what is missing."""
+    if steps < 1:
+        raise MtptError(f"{steps_option} must be at least 1, got {steps}.")
+    if not library_path:
+        return []
+    library = SourceLibrary.open(library_path)
+    # placed where the runner puts a prerequisite: its key under the run folder
+    return [Prerequisite(key, target_run_config(run, library, steps, lr or run.train.lr,
+                                                Path(run.output_dir) / key))]
 
 
 def target_prompt(path: str, ctx: BuildContext, prerequisite: str, library: SourceLibrary) -> tuple[Tensor, str]:

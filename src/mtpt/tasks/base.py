@@ -82,6 +82,10 @@ class Task:
         splits = _built_splits(self, self._root(data_root))
         return {s: len(splits.get(s, ())) for s in SPLITS}
 
+    def data_root(self, data_root: str | os.PathLike | None = None) -> Path | None:
+        """The data folder this task reads; raises :class:`TaskDataError` when it needs one that is missing."""
+        return self._root(data_root)
+
     def kshot_seeds(self, k: int) -> tuple[int, ...]:
         """Seeds to run for a k-shot experiment: the published seeds when the published split
         applies, else LM-BFF's five seeds."""
@@ -152,7 +156,20 @@ def _built(task: Task, root: Path | None) -> tuple[Splits, Dropped]:
         sizes = {split: len(exs) for split, exs in splits.items()}
         warnings.warn(f"task {task.name!r}: removed examples whose input duplicates another "
                       f"split's: {describe_dropped(dropped, sizes)}", DecontaminationWarning)
+    if task.kind == "classification":
+        check_classes(clean, task.name)
     return clean, dropped
+
+
+def check_classes(splits: Splits, task: str) -> None:
+    """Every split of a classification task holds at least two classes: with one, training learns a constant
+    answer and evaluation reports it as perfect."""
+    for split, examples in splits.items():
+        classes = {ex.label for ex in examples}
+        if len(classes) < 2:
+            only = examples[0].target.strip() if examples else "none"
+            raise TaskDataError(f"task {task!r}: every example of the {split} split has the same class ({only!r}); "
+                                f"a classification split needs at least two classes: fix the data")
 
 
 @lru_cache(maxsize=64)

@@ -76,7 +76,22 @@ def _read_text(path: str) -> str:
             text = f.read()
     except UnicodeDecodeError as e:
         raise TaskDataError(f"{path}: not valid UTF-8 ({e}); re-save the file as UTF-8") from None
+    except OSError as e:
+        raise TaskDataError(f"{path}: cannot be read ({e})") from None
+    if "\x00" in text:  # text data never holds NUL: this is binary data or a damaged file
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise TaskDataError(f"{path}:{line}: NUL byte in a text file (binary data, or a damaged file); "
+                            f"remove it or re-export the file")
     return text[1:] if text.startswith("\ufeff") else text
+
+
+def _header(path: str, columns: Sequence[str]) -> tuple[str, ...]:
+    """A header row, refused when a column name repeats (the later column would silently win)."""
+    seen = [c for i, c in enumerate(columns) if c in columns[:i]]
+    if seen:
+        raise TaskDataError(f"{path}:1: the header names column(s) {sorted(set(seen))} twice; rename one of "
+                            f"each pair")
+    return tuple(columns)
 
 
 def _lines(text: str) -> list[str]:
@@ -158,7 +173,7 @@ def _tsv(path: str, _mtime: int, _size: int, columns: tuple[str, ...] | None,
     if columns is None:
         if not lines:
             raise TaskDataError(f"{path}: empty file (no header line)")
-        columns, lines, start = tuple(lines[0].split("\t")), lines[1:], 2
+        columns, lines, start = _header(path, lines[0].split("\t")), lines[1:], 2
     rows = []
     for no, line in enumerate(lines, start=start):
         if not line.strip():
@@ -191,7 +206,7 @@ def _csv(path: str, _mtime: int, _size: int, columns: tuple[str, ...] | None,
         for fields in reader:
             no, prev_end = prev_end + 1, reader.line_num
             if columns is None:
-                columns = tuple(f.strip() for f in fields)
+                columns = _header(path, [f.strip() for f in fields])
                 continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue

@@ -20,6 +20,10 @@ or ``hf_dataset: {path: nyu-mll/glue, name: rte}``), with optional ``hf_splits: 
 validation}`` to map our split names to the dataset's. It is loaded with
 ``datasets.load_dataset``; ``datasets`` >= 4 never runs dataset scripts (no remote code).
 
+Data rules (each an error naming the file and line): a row whose template fields are all empty, a control
+character (other than tab and newline) in a template field, a header naming a column twice, a NUL byte; a
+classification task needs at least two label words, and every split at least two classes.
+
 Rules: for English tasks a label word / target without leading whitespace gets one space
 prepended (targets are exactly what follows the input, see :class:`~mtpt.tasks.Example`);
 Chinese words are used as written. A missing validation file is carved from train: a
@@ -32,6 +36,7 @@ holds the answer string or a list of answers (first = target, all = references).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +68,10 @@ def _read_spec(path: Path) -> dict[str, Any]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise _fail(path, f"invalid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise _fail(path, f"not UTF-8 text ({e}); is it a task spec?") from None
+    except OSError as e:
+        raise _fail(path, f"cannot be read ({e})") from None
     if not isinstance(doc, dict):
         raise _fail(path, "a task spec must be a YAML mapping (key: value lines)")
     unknown = sorted(set(doc) - ALLOWED_KEYS)
@@ -95,6 +104,9 @@ def _label_words(spec: Path, doc: Mapping, language: str) -> tuple[dict[str, int
         words.append(_lead(word, language))
     if len(set(words)) != len(words):
         raise _fail(spec, f"label words must be distinct, got {words}")
+    if len(words) < 2:
+        raise _fail(spec, f"a classification task needs at least two classes, 'label_words' has {len(words)} "
+                          f"({words}); every prediction would be right")
     return keys, tuple(words)
 
 
@@ -179,8 +191,8 @@ def load_spec(path: str | os.PathLike) -> Task:
                           "names, e.g. {test: validation}")
     files = _files(spec, doc, hf is not None)
     conv = _converter(name, language, kind, Prompt(template, words), label_column, labels, grid)
-    build = _hf_builder(spec, doc, hf, conv, frac) if hf else _file_builder(spec, doc, files,
-                                                                               conv, frac)
+    build = _hf_builder(spec, doc, hf, conv, frac) if hf else _file_builder(spec, doc, files, conv, frac,
+                                                                               kind == "classification")
     return Task(name=name, family=str(doc.get("family", "user")), language=language, kind=kind,
                 metrics=_metrics(spec, doc, kind), label_words=words, size_class=size_class,
                 template=template, notes=_notes(spec, doc, hf, files, frac), build=build,
@@ -303,7 +315,10 @@ def _skip_header(spec: Path, path: Path, rows, columns: tuple[str, ...], header:
 def _converter(name, language, kind, prompt, label_column, labels, grid):
     prefix = " " if language == "en" else ""
 
+    fields = template_fields(prompt.template)
+
     def conv(row: Row) -> Example:
+        _check_text_fields(fields, row)
         raw = row[label_column]
         if kind == "classification":
             return prompt.classify(name, row, lookup(labels, raw, row.where, label_column),
@@ -326,6 +341,23 @@ def _converter(name, language, kind, prompt, label_column, labels, grid):
     return conv
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _check_text_fields(names: list[str], row: Row) -> None:
+    """The fields a row fills the template with: not all empty (the input would be the bare template) and free of
+    control characters (invisible, and tokenised into noise); either is an error naming the row."""
+    values = {name: row.text(name) for name in names}
+    if names and not any(value.strip() for value in values.values()):
+        raise TaskDataError(f"{row.where}: every field the template uses ({', '.join(names)}) is empty; fill the "
+                            f"row or remove it")
+    for name, value in values.items():
+        found = _CONTROL.search(value)
+        if found:
+            raise TaskDataError(f"{row.where}: field {name!r} holds the control character {found.group()!r} at "
+                                f"position {found.start()}; remove it from the data")
+
+
 def _finish(splits: dict[str, list[Example]], frac: float, where: str) -> dict[str, list[Example]]:
     if "validation" not in splits:
         n_val = max(1, round(frac * len(splits["train"])))
@@ -336,7 +368,7 @@ def _finish(splits: dict[str, list[Example]], frac: float, where: str) -> dict[s
     return splits
 
 
-def _file_builder(spec: Path, doc: Mapping, files: dict[str, Path], conv, frac: float):
+def _file_builder(spec: Path, doc: Mapping, files: dict[str, Path], conv, frac: float, classes: bool):
     needed = [*template_fields(doc["template"]), doc["label_column"]]
 
     def build(_root):
@@ -346,6 +378,10 @@ def _file_builder(spec: Path, doc: Mapping, files: dict[str, Path], conv, frac: 
             if not exs:
                 raise TaskDataError(f"{path}: no examples in the {split} file; add data or "
                                     f"remove files.{split} from {spec}")
+            if classes and len({ex.label for ex in exs}) < 2:
+                raise TaskDataError(f"{path}: every row of the {split} file has the same class "
+                                    f"({exs[0].target.strip()!r}); a classification split needs at least "
+                                    f"two classes")
             splits[split] = exs
         return _finish(splits, frac, str(spec))
 

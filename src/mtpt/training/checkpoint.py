@@ -1,66 +1,91 @@
-"""Checkpoints: method tensors as safetensors, everything else as JSON, written atomically.
+"""Checkpoints: method tensors as safetensors, everything else as JSON, complete or absent.
 
 A checkpoint folder holds ``method.safetensors`` (the method's ``state_dict``), ``method_state.json`` (its
 JSON extra state), ``meta.json`` (method, backbone, tasks, seed, versions, git SHA, step, metrics) and, for the
 ``last`` checkpoint, ``trainer.pt`` (optimizer, scheduler, RNG and sampler state: plain tensors and numbers,
-read back with ``torch.load(weights_only=True)``, so no pickle is ever executed). Folders are written under a
-temporary name and renamed into place, so a crash never leaves a half-written checkpoint.
+read back with ``torch.load(weights_only=True)``, so no pickle is ever executed).
+
+A checkpoint is written into a new hidden version folder beside it, every file synced, and published in one
+atomic step (:func:`mtpt.atomic.publish_folder`: ``checkpoints/last`` becomes a link to the new version), so a
+stop at any instant leaves the previous complete checkpoint or the new one, never none and never a mix.
+:func:`recover_checkpoints` removes what a killed write left behind. Folders of the earlier layout (plain
+``checkpoints/best`` and ``checkpoints/last``) are read the same way and replaced by the first new save.
+
+Reading checks every file: a missing, truncated or non-finite file is an error naming it, never a silent fresh
+start.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from mtpt import faults
+from mtpt.atomic import new_version_folder, publish_folder, recover_folder, write_synced
 from mtpt.errors import MtptError
 from mtpt.contract import ExtraState
+from mtpt.loading import check_finite, read_json, read_tensors, read_torch_state
 
 METHOD_WEIGHTS = "method.safetensors"
 METHOD_STATE = "method_state.json"
 META = "meta.json"
 TRAINER_STATE = "trainer.pt"
+CHECKPOINT_NAMES = ("best", "last")
 
 
 def save_checkpoint(folder: str | Path, method: nn.Module, meta: dict[str, Any], trainer_state: dict | None = None) -> None:
-    """Write a checkpoint folder atomically (replacing an older one)."""
+    """Write a checkpoint folder in one atomic step (replacing an older one). Non-finite tensors are refused:
+    nothing is saved and the error says which tensor."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in method.state_dict().items()}
     try:
-        tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in method.state_dict().items()}
-        save_file(tensors, str(staging / METHOD_WEIGHTS))
-        extra = method.extra_state() if isinstance(method, ExtraState) else {}
-        (staging / METHOD_STATE).write_text(json.dumps(extra, indent=1))
-        (staging / META).write_text(json.dumps(meta, indent=1, default=str))
-        if trainer_state is not None:
-            torch.save(trainer_state, staging / TRAINER_STATE)
-            # Refuse state that could only be read back by unpickling arbitrary objects.
-            torch.load(staging / TRAINER_STATE, weights_only=True)
-        _swap_into_place(staging, folder)
+        check_finite(tensors, f"the {folder.name} checkpoint being saved")
+    except MtptError as err:
+        raise MtptError(f"{err} Nothing was saved to {folder}.") from None
+    files = {METHOD_WEIGHTS: safetensors_bytes(tensors)}
+    extra = method.extra_state() if isinstance(method, ExtraState) else {}
+    files[METHOD_STATE] = json.dumps(extra, indent=1).encode()
+    files[META] = json.dumps(meta, indent=1, default=str).encode()
+    if trainer_state is not None:
+        buffer = io.BytesIO()
+        torch.save(trainer_state, buffer)
+        # Refuse state that could only be read back by unpickling arbitrary objects.
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+        files[TRAINER_STATE] = buffer.getvalue()
+    version = new_version_folder(folder)
+    try:
+        for name, data in files.items():
+            write_synced(version / name, data)
+            faults.point("checkpoint.file")
+        faults.point("checkpoint.files_written")
+        publish_folder(version, folder)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(version, ignore_errors=True)
         raise
 
 
-def _swap_into_place(staging: Path, folder: Path) -> None:
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}-old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(staging, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, folder)
+def is_complete(folder: Path) -> bool:
+    """Whether a checkpoint folder has its three always-present files."""
+    return all((folder / name).is_file() for name in (METHOD_WEIGHTS, METHOD_STATE, META))
+
+
+def recover_checkpoints(checkpoints: str | Path) -> list[str]:
+    """Repair ``best`` and ``last`` after a stop during a write and remove the leftovers (versions nothing points
+    at, temporary folders, the earlier layout's ``.last-old``); returns what was repaired."""
+    checkpoints = Path(checkpoints)
+    if not checkpoints.is_dir():
+        return []
+    repaired = [recover_folder(checkpoints / name, is_complete) for name in CHECKPOINT_NAMES]
+    return [line for line in repaired if line]
 
 
 def load_method_state(folder: str | Path, method: nn.Module) -> dict[str, Any]:
@@ -68,28 +93,35 @@ def load_method_state(folder: str | Path, method: nn.Module) -> dict[str, Any]:
     folder = Path(folder)
     if not (folder / METHOD_WEIGHTS).exists():
         raise MtptError(f"{folder} is not an mtpt checkpoint (no {METHOD_WEIGHTS}).")
-    state = load_file(str(folder / METHOD_WEIGHTS))
+    state = read_tensors(folder / METHOD_WEIGHTS, "checkpoint file")
     missing, unexpected = method.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise MtptError(
             f"Checkpoint {folder} does not fit this method: missing {sorted(missing)}, unexpected {sorted(unexpected)}. "
             "Was it trained with another method, prompt length or task list?"
         )
+    meta = read_meta(folder)
     if isinstance(method, ExtraState):
-        method.load_extra_state(json.loads((folder / METHOD_STATE).read_text()))
-    return read_meta(folder)
+        extra = read_json(folder / METHOD_STATE, what="checkpoint file")
+        try:
+            method.load_extra_state(extra)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise MtptError(f"{folder / METHOD_STATE} does not hold this method's state "
+                            f"({type(err).__name__}: {err}): the file is damaged.") from None
+    return meta
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / META
     if not path.exists():
         raise MtptError(f"{folder} is not an mtpt checkpoint (no {META}).")
-    return json.loads(path.read_text())
+    return read_json(path, what="checkpoint file")
 
 
-def load_trainer_state(folder: str | Path) -> dict | None:
-    path = Path(folder) / TRAINER_STATE
-    return torch.load(path, weights_only=True) if path.exists() else None
+def load_trainer_state(folder: str | Path) -> dict:
+    """The optimizer/scheduler/RNG/sampler state of a ``last`` checkpoint; a missing or damaged ``trainer.pt`` is
+    an error naming it (resuming without it would restart from step 0 on top of the trained prompt)."""
+    return read_torch_state(Path(folder) / TRAINER_STATE)
 
 
 def environment_versions() -> dict[str, str]:

@@ -21,10 +21,11 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from mtpt import faults
 from mtpt.atomic import atomic_write_text
 from mtpt.backbones import embedding_rms
 from mtpt.batching import pad_batch
-from mtpt.config import dump_yaml, to_plain
+from mtpt.config import dump_yaml, to_plain, validate
 from mtpt.errors import MtptError
 from mtpt.contract import ParamGroups
 from mtpt.model import SoftPromptModel
@@ -33,7 +34,9 @@ from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
                                      save_checkpoint)
 from mtpt.training.evaluate import evaluate_sets, leakage_report, load_eval_sets, mean_metric
+from mtpt.training.guards import LossGuard
 from mtpt.training.prompt_scale import prompt_scales
+from mtpt.training.opening import claim, cut_logs, open_for_training, shared
 from mtpt.training.sampling import MixtureSampler, mixing_weights
 from mtpt.training.step import MicroBatch, TrainingStep
 
@@ -95,8 +98,9 @@ class Trainer:
         # The scheduler is deliberately not prepared: Accelerate would step it once per process, but our
         # batch_size is already the global batch, so one optimizer step is one schedule step everywhere.
         self.model, self.optimizer = self.acc.prepare(parts.model, self.optimizer)
+        self.guard = LossGuard(self.cfg.train.divergence_factor, self.run_dir / "checkpoints", self.cfg.train.lr)
         self.stepper = TrainingStep(self.model, self.optimizer, self.acc, scheduler=self.scheduler,
-                                    max_grad_norm=self.cfg.train.max_grad_norm)
+                                    max_grad_norm=self.cfg.train.max_grad_norm, check_terms=self.guard.check_terms)
         self.step = 0
         self.best_metric: float | None = None
         self.best_step = 0
@@ -128,8 +132,15 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        """Train into the run folder, holding it for this launch (a second launch on it fails at once)."""
+        validate(self.cfg)
+        with claim(self.run_dir, self.acc.state):
+            self.opening = shared(self.acc.state, lambda: open_for_training(self.cfg))
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
+        self._maybe_resume()  # first: a damaged checkpoint fails before anything is written
         self._prepare_run_dir()
-        self._maybe_resume()
         cfg = self.cfg.train
         if self.step == 0 and cfg.eval_at_start and self._evaluate_start():
             return self._finish()
@@ -137,7 +148,9 @@ class Trainer:
         started = time.perf_counter()
         while self.step < cfg.steps:
             logs = self._train_step()
+            self.guard.observe(self.step + 1, logs["loss"])
             self.step += 1
+            faults.point("train.step")
             progress.update(1)
             progress.set_postfix(loss=f"{logs['loss']:.4f}")
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
@@ -194,6 +207,7 @@ class Trainer:
                                 {**self._meta(), "validation": metrics})
             save_checkpoint(self.run_dir / "checkpoints" / "last", self.unwrapped.method, self._meta(),
                             trainer_state=self._trainer_state())
+        self.guard.saved_step = self.step
         self.acc.wait_for_everyone()
         patience = self.cfg.train.early_stopping_patience
         return patience is not None and self.evals_without_gain >= patience
@@ -239,18 +253,31 @@ class Trainer:
             "best_metric": -math.inf if self.best_metric is None else self.best_metric,
             "best_step": self.best_step,
             "evals_without_gain": self.evals_without_gain,
+            "guard": self.guard.state_dict(),
         }
 
     def _maybe_resume(self) -> None:
         last = self.run_dir / "checkpoints" / "last"
-        if not (self.cfg.train.resume and last.exists()):
-            if self.acc.is_main_process:  # a run starting from step 0 starts its log anew (no stale lines)
-                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if not self.opening.resume:  # a fresh start (open_for_training removed the earlier attempt's files)
             return
-        load_method_state(last, self.unwrapped.method)
-        state = load_trainer_state(last)
-        if state is None:
-            return
+        meta = load_method_state(last, self.unwrapped.method)
+        state = load_trainer_state(last)  # missing or damaged: an error naming the file, never a restart
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise MtptError(f"{last / 'trainer.pt'} does not hold this run's trainer state ({type(err).__name__}: "
+                            f"{str(err)[:200]}): the checkpoint is damaged.") from None
+        if meta.get("step") != self.step:
+            raise MtptError(f"{last}: meta.json is of step {meta.get('step')}, trainer.pt of step {self.step}; the "
+                            "checkpoint's files come from different saves: restore it or start over.")
+        if self.acc.is_main_process:
+            cut_logs(self.run_dir, self.step)
+        repaired = {"repaired": self.opening.repaired} if self.opening.repaired else {}
+        self._log({"event": "resumed", "step": self.step, **repaired})
+        if self.opening.config_changes:
+            self._log({"event": "config_changed", "step": self.step, "changes": self.opening.config_changes})
+
+    def _restore(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -259,7 +286,7 @@ class Trainer:
         self.best_metric = None if state["best_metric"] == -math.inf else float(state["best_metric"])
         self.best_step = int(state["best_step"])
         self.evals_without_gain = int(state["evals_without_gain"])
-        self._log({"event": "resumed", "step": self.step})
+        self.guard.load_state_dict(state.get("guard"), self.step)
 
     def _finish(self) -> TrainResult:
         last = self._score_last() if self.cfg.eval.score_last else None  # before the best checkpoint replaces it
@@ -303,7 +330,7 @@ class Trainer:
             dump_yaml(resolved, self.run_dir / "method_config.yaml")
             groups = [{"name": g.get("name"), "lr": g.get("initial_lr", g["lr"]), "weight_decay": g["weight_decay"],
                        "parameters": sum(p.numel() for p in g["params"])} for g in self.optimizer.param_groups]
-            (self.run_dir / "param_groups.json").write_text(json.dumps(groups, indent=1))
+            atomic_write_text(self.run_dir / "param_groups.json", json.dumps(groups, indent=1))
             if self.cfg.train.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -315,6 +342,7 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
+        faults.point("train.logged")
         if self.tb is not None and "step" in record:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":

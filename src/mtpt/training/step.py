@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
@@ -51,12 +51,17 @@ class TrainingStep:
     """Runs optimizer steps of ``model`` (an Accelerate-prepared :class:`SoftPromptModel`)."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, accelerator: Accelerator, *,
-                 scheduler: Any = None, max_grad_norm: float | None = None):
+                 scheduler: Any = None, max_grad_norm: float | None = None,
+                 check_terms: Callable[[dict[str, torch.Tensor], int], None] | None = None):
+        """``check_terms(terms, step)`` sees every micro-batch's loss terms before the backward pass and raises to
+        stop the run (the trainer's :class:`~mtpt.training.guards.LossGuard`); by default a non-finite term
+        raises."""
         self.model = model
         self.optimizer = optimizer
         self.acc = accelerator
         self.scheduler = scheduler
         self.max_grad_norm = max_grad_norm
+        self.check_terms = check_terms or _finite_terms
         self._extra_pass_ms = 0.0
 
     @property
@@ -98,14 +103,7 @@ class TrainingStep:
             if isinstance(method, ExtraLosses):
                 context = self._loss_context(batch, out)
                 terms.update({k: v * micro.share for k, v in method.extra_losses(context).items()})
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise MtptError(
-                    f"The {name!r} loss became {float(value.detach())} at step {step + 1} "
-                    f"(all terms: { {k: float(v.detach()) for k, v in terms.items()} }). Nothing was saved for this "
-                    "step. Lower train.lr, keep train.max_grad_norm set, or check the task data; "
-                    "the run folder's checkpoints/last holds the last saved step."
-                )
+        self.check_terms(terms, step + 1)
         return terms
 
     def _loss_context(self, batch: TokenBatch, out: ForwardOutput) -> LossContext:
@@ -120,3 +118,10 @@ class TrainingStep:
         text = model.embed(batch.input_ids)
         return LossContext(PromptBatch(text, batch.input_mask, batch.task_ids), out.prompts, out.logits, out.hidden,
                            out.target_mask, run_with_prompts)
+
+
+def _finite_terms(terms: dict[str, torch.Tensor], step: int) -> None:
+    for name, value in terms.items():
+        if not torch.isfinite(value):
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            raise MtptError(f"The {name!r} loss became {float(value.detach())} at step {step} (all terms: {values}).")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mtpt.checks import check_lr, check_range
+from mtpt.config import path_option
+
 
 @dataclass
 class AttemptConfig:
@@ -12,7 +15,7 @@ class AttemptConfig:
     target prompt; prompt = sum_j a_j P_j + P_t. Trainable: W_down, W_up, LayerNorm and P_t (one per task when
     the run has several tasks and per_task_target is true)."""
 
-    source_library: str = ""
+    source_library: str = path_option()
     """Source-prompt library folder (built by `mtpt train-source`)."""
     sources: list[str] = field(default_factory=list)
     """Frozen source prompts to attend over; empty = every library task that is not a task of this run."""
@@ -32,3 +35,8 @@ class AttemptConfig:
     """Multi-task runs: one P_t per task id (ATTEMPT multi-task); false shares one P_t across tasks."""
     attention_lr: float | None = None
     """Learning rate of W_down, W_up and the LayerNorm; null = the run's train.lr."""
+
+    def __post_init__(self) -> None:
+        check_range("method.bottleneck", self.bottleneck, at_least=1)
+        check_range("method.temperature", self.temperature, above=0, optional=True)
+        check_lr("method.attention_lr", self.attention_lr, optional=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mtpt.checks import check_lr, check_range
+from mtpt.config import path_option
+
 
 @dataclass
 class DtvgConfig:
@@ -17,7 +20,7 @@ class DtvgConfig:
     regrouped on every training forward pass; evaluation uses a fixed merged prompt saved with each checkpoint.
     """
 
-    source_library: str = ""
+    source_library: str = path_option()
     """Source-prompt library folder (built by `mtpt train-source`)."""
     sources: list[str] = field(default_factory=list)
     """Source tasks (their order is the source index order, which breaks TS ties); empty = every library task
@@ -45,7 +48,7 @@ class DtvgConfig:
     """Group inside the fixed evaluation prompt, refreshed after every optimizer step with the updated parameters:
     after_step regroups once with them (the authors recompute the merged prompt when saving a checkpoint);
     last_forward keeps the group of the step's last training forward pass. Evaluation itself never regroups."""
-    target_prompt: str = ""
+    target_prompt: str = path_option()
     """Stage-I target prompt trained from the library's P_init: a prompt file, export folder or finished run
     (e.g. LIBRARY/<target>/seed-42/prompt.safetensors when the library holds the target); empty = run stage I."""
     stage1_steps: int | None = None
@@ -59,3 +62,10 @@ class DtvgConfig:
     """Learning rate of a_t; null = the run's train.lr (the authors: 1e-3)."""
     lr_source_scales: float | None = None
     """Learning rate of a_s; null = the run's train.lr (the authors: 1e-3, grid {1e-4, 1e-3, 1e-2})."""
+
+    def __post_init__(self) -> None:
+        check_range("method.threshold", self.threshold)
+        check_range("method.lam", self.lam, at_least=0)
+        check_range("method.stage1_steps", self.stage1_steps, at_least=1, optional=True)
+        for name in ("stage1_lr", "lr_target_prompt", "lr_target_scale", "lr_source_scales"):
+            check_lr(f"method.{name}", getattr(self, name), optional=True)

@@ -17,8 +17,7 @@ from torch import Tensor
 from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
 from mtpt.library.access import learned_sources, open_for_run, select_sources
-from mtpt.library.format import SourceLibrary
-from mtpt.library.target_run import target_prompt, target_run_config
+from mtpt.library.target_run import target_prompt, target_run_prerequisite
 from mtpt.methods.dtvg.config import DtvgConfig
 from mtpt.methods.dtvg.grouping import Ablation, GroupingRule, choose_sources, similarity_matrix
 from mtpt.methods.dtvg.module import DynamicGrouping
@@ -35,11 +34,8 @@ def prerequisites(config: DtvgConfig, run) -> list[Prerequisite]:
     if config.target_prompt:
         return []
     _check_numbers(config)
-    if not config.source_library:
-        return []  # the builder says what is missing
-    library = SourceLibrary.open(config.source_library)
-    return [Prerequisite(STAGE1_DIR, target_run_config(run, library, config.stage1_steps or run.train.steps,
-                                                       config.stage1_lr or run.train.lr))]
+    return target_run_prerequisite(STAGE1_DIR, config.source_library, run, config.stage1_steps or run.train.steps,
+                                   config.stage1_lr, "stage1_steps")
 
 
 def build(config: DtvgConfig, ctx: BuildContext) -> DynamicGrouping:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mtpt.checks import check_lr, check_range
+from mtpt.config import path_option
+
 
 @dataclass
 class MptConfig:
@@ -19,7 +22,7 @@ class MptConfig:
 
     stage: Literal["source", "target"] = "source"
     """source: distil the library's single-task prompts into P* and per-task factors; target: adapt to new tasks."""
-    source_library: str = ""
+    source_library: str = path_option()
     """source stage: library holding a prompt (the teacher) for every task of the run; also supplies P_init."""
     source_seed: int | None = None
     """Which seed's library entries; null = per task, the seed with the best validation metric."""
@@ -42,7 +45,7 @@ class MptConfig:
     hidden_distance: Literal["mse", "normalized_mse"] = "mse"
     """Hidden-state term: mse on the raw last hidden states (the paper), or normalized_mse on each position's
     standardised hidden vector (our addition: scale-free, for backbones with large activations such as Gemma 3)."""
-    source_run: str = ""
+    source_run: str = path_option()
     """target stage: a finished MPT source-stage run folder (or one of its checkpoint folders)."""
     source_checkpoint: Literal["best", "last"] = "best"
     """target stage: which checkpoint of source_run (when source_run is a run folder): best = the checkpoint the run
@@ -58,3 +61,11 @@ class MptConfig:
     """target stage: P* keeps training (MPT); false freezes it and trains the factors only."""
     factor_lr: float | None = None
     """Learning rate of the factors; null = the run's train.lr."""
+
+    def __post_init__(self) -> None:
+        check_range("method.prompt_length", self.prompt_length, at_least=1, optional=True)
+        check_range("method.rank", self.rank, at_least=1)
+        check_range("method.factor_std", self.factor_std, above=0)
+        check_range("method.distill_weight", self.distill_weight, at_least=0)
+        check_range("method.distill_temperature", self.distill_temperature, above=0)
+        check_lr("method.factor_lr", self.factor_lr, optional=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mtpt.checks import check_lr, check_range
+from mtpt.config import path_option
+
 
 @dataclass
 class SpotConfig:
@@ -16,7 +19,7 @@ class SpotConfig:
     generic: the library's mixture prompt. fixed: the prompt of `source`.
     """
 
-    source_library: str = ""
+    source_library: str = path_option()
     """Source-prompt library folder (built by `mtpt train-source`)."""
     mode: Literal["retrieve", "generic", "fixed"] = "retrieve"
     """retrieve (most similar source), generic (mixture-of-sources prompt) or fixed (the prompt of `source`)."""
@@ -29,7 +32,7 @@ class SpotConfig:
     skip_unlearned: bool = False
     """Leave out library sources whose entry did not learn (`learned: false` in the manifest: their validation score
     never beat a constant answer); they are warned about either way."""
-    target_prompt: str = ""
+    target_prompt: str = path_option()
     """retrieve: a prompt file, export folder or finished run of the target (trained from the library's initial
     prompt); empty = run a short PT on the target into <output_dir>/retrieval/."""
     retrieval_steps: int = 50
@@ -40,3 +43,7 @@ class SpotConfig:
     """cosine (SPoT) or DTVG's scaled dot product of the token-averaged prompts."""
     compare: Literal["prompts", "task_vectors"] = "prompts"
     """Compare the tuned prompts (SPoT) or their task vectors (prompt minus the library's initial prompt)."""
+
+    def __post_init__(self) -> None:
+        check_range("method.retrieval_steps", self.retrieval_steps, at_least=1)
+        check_lr("method.retrieval_lr", self.retrieval_lr, optional=True)

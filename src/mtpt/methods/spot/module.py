@@ -10,7 +10,7 @@ from mtpt.contract import BuildContext, Prerequisite
 from mtpt.errors import MtptError
 from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.library.format import MIXTURE, SourceLibrary
-from mtpt.library.target_run import target_prompt, target_run_config
+from mtpt.library.target_run import target_prompt, target_run_prerequisite
 from mtpt.library.transfer import TransferredPrompt
 from mtpt.methods.spot.config import SpotConfig
 from mtpt.methods.spot.retrieval import best_source, prompt_similarities
@@ -24,13 +24,8 @@ def prerequisites(config: SpotConfig, run) -> list[Prerequisite]:
     target and sources are comparable), ``retrieval_steps`` at ``retrieval_lr``."""
     if config.mode != "retrieve" or config.target_prompt:
         return []
-    if config.retrieval_steps < 1:
-        raise MtptError(f"retrieval_steps must be at least 1, got {config.retrieval_steps}.")
-    if not config.source_library:
-        return []  # the builder says what is missing
-    library = SourceLibrary.open(config.source_library)
-    return [Prerequisite(RETRIEVAL_DIR, target_run_config(run, library, config.retrieval_steps,
-                                                          config.retrieval_lr or run.train.lr))]
+    return target_run_prerequisite(RETRIEVAL_DIR, config.source_library, run, config.retrieval_steps,
+                                   config.retrieval_lr, "retrieval_steps")
 
 
 def build(config: SpotConfig, ctx: BuildContext) -> TransferredPrompt:

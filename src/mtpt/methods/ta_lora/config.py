@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal, Union
 
+from mtpt.checks import check_lr, check_range
+from mtpt.config import path_option
+
 
 class Stage(str, Enum):
     SOURCE = "source"
@@ -61,7 +64,7 @@ class TaLoraConfig:
     """Source stage start of theta0: from_file (theta0_path: a prompt file, PEFT/export folder, PT checkpoint or PT
     run folder), library_mixture (theta0_path: a source-prompt library; its prompt tuned on the source mixture =
     the paper's theta0), or sample_vocab/uniform for standalone use."""
-    theta0_path: str = ""
+    theta0_path: str = path_option()
     """The prompt file / run folder (from_file) or library folder (library_mixture) theta0 is read from."""
     train_theta0: bool = False
     """Source stage: train theta0 too (in the slow group). The paper trains theta0 beforehand with PT and keeps it."""
@@ -83,7 +86,7 @@ class TaLoraConfig:
     T(T-1)(d-1), offered for fidelity); none."""
     orthogonality_weight: float = 1e-2
     """lambda; the term is logged as loss/orthogonality (already multiplied by lambda)."""
-    source_run: str = ""
+    source_run: str = path_option()
     """Target stage: a finished TA-LoRA source-stage run folder (its kept checkpoint) or a checkpoint folder."""
     target_init: Literal["principal", "mean", "random", "source", "reuse"] = "principal"
     """Target stage fast weights: principal (default: the block is the best rank-1 approximation of the mean source
@@ -103,3 +106,14 @@ class TaLoraConfig:
     away from the sources it is meant to start from; the penalty among the run's own tasks always applies."""
     gate_log_every: int = 10
     """Append the gate values tanh(g) to method_log.jsonl every N steps (0 = never)."""
+
+    def __post_init__(self) -> None:
+        check_range("method.prompt_length", self.prompt_length, at_least=1, optional=True)
+        check_range("method.rank", self.rank, at_least=1)
+        check_range("method.alpha", self.alpha, above=0)
+        check_range("method.scale", self.scale, optional=True)
+        check_range("method.init_delta_rms", self.init_delta_rms, above=0, optional=True)
+        for name in ("lr_slow", "lr_fast", "lr_gate"):
+            check_lr(f"method.{name}", getattr(self, name), optional=True)
+        check_range("method.orthogonality_weight", self.orthogonality_weight, at_least=0)
+        check_range("method.gate_log_every", self.gate_log_every, at_least=0)

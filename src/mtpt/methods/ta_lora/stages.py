@@ -8,8 +8,6 @@ rank, scale) must equal the source run's, because theta0, B and the gates only m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +15,7 @@ from torch import Tensor
 
 from mtpt.errors import MtptError
 from mtpt.contract import BuildContext
+from mtpt.run_folder import RunCheckpoint, read_run_checkpoint
 from mtpt.methods.ta_lora.config import GateShape, Injection, Stage, TaLoraConfig, TargetInit
 from mtpt.methods.ta_lora.factors import balanced_std, random_factors, target_factors
 from mtpt.methods.ta_lora.module import TaLora, TaLoraOptions
@@ -24,7 +23,7 @@ from mtpt.methods.ta_lora.orthogonality import ORTHOGONALITY_MODES
 
 DEFAULT_PROMPT_LENGTH = 20
 
-__all__ = ["SourceRun", "build", "load_source_run"]
+__all__ = ["build", "load_source_run", "source_record"]
 
 
 def build(config: TaLoraConfig, ctx: BuildContext) -> TaLora:
@@ -128,35 +127,27 @@ def _theta0(config: TaLoraConfig, ctx: BuildContext, generator: torch.Generator)
 
 
 # --- target stage -----------------------------------------------------------------------------------------------
-@dataclass
-class SourceRun:
-    """What the target stage takes from a finished source-stage run."""
-
-    folder: Path
-    tensors: dict[str, Tensor]
-    tasks: list[str]
-    record: dict[str, Any]
-
-
-def load_source_run(path: str, ctx: BuildContext) -> SourceRun:
+def load_source_run(path: str, ctx: BuildContext) -> RunCheckpoint:
     """Read a TA-LoRA source-stage run folder (the checkpoint it stands for: best, or last without validation) or
-    one of its checkpoint folders."""
-    from mtpt.run_folder import read_run_checkpoint
-
+    one of its checkpoint folders; its record is :func:`source_record`."""
     if not path:
         raise MtptError("The TA-LoRA target stage needs method.source_run: the folder of a finished source-stage run.")
     run = read_run_checkpoint(path, "ta_lora", weights_hash=ctx.weights_hash)
-    record = run.method_state.get("ta_lora", {})
-    if record.get("stage") != "source":
-        raise MtptError(f"{path} is a TA-LoRA {record.get('stage')!r}-stage run; source_run must be a "
+    if source_record(run).get("stage") != "source":
+        raise MtptError(f"{path} is a TA-LoRA {source_record(run).get('stage')!r}-stage run; source_run must be a "
                         "source-stage run.")
     if run.tensors["theta0"].shape[1] != ctx.hidden_size:
         raise MtptError(f"{path} has hidden size {run.tensors['theta0'].shape[1]}, this backbone {ctx.hidden_size}.")
-    return SourceRun(run.folder, run.tensors, run.tasks, record)
+    return run
 
 
-def _check_matches_source(config: TaLoraConfig, source: SourceRun) -> None:
-    rec = source.record
+def source_record(run: RunCheckpoint) -> dict[str, Any]:
+    """The TA-LoRA record a run saved with its checkpoint (stage, structure options, init scale)."""
+    return run.method_state.get("ta_lora", {})
+
+
+def _check_matches_source(config: TaLoraConfig, source: RunCheckpoint) -> None:
+    rec = source_record(source)
     mine = {"injection": config.injection, "layers": _layers_value(config.layers), "gate": config.gate,
             "rank": config.rank, "scale": _scale(config)}
     differ = [f"{k}: {mine[k]!r} here, {rec.get(k)!r} in the source run" for k in mine if mine[k] != rec.get(k)]
@@ -178,7 +169,7 @@ def _build_target(config: TaLoraConfig, ctx: BuildContext) -> TaLora:
     # Sources compared against by the penalty: the frozen ones that are not being re-trained here.
     others = [i for i, name in enumerate(source.tasks) if name not in ctx.task_names]
     compare = config.orthogonality_with_sources and others
-    record = {**source.record, "stage": "target", "tasks": list(ctx.task_names), "source_run": config.source_run,
+    record = {**source_record(source), "stage": "target", "tasks": list(ctx.task_names), "source_run": config.source_run,
               "source_tasks": source.tasks, "target_init": config.target_init, "init_source": config.init_source}
     return TaLora(source.tensors["theta0"], source.tensors["slow_b"], u, v,
                   _options(config, False, _layers_value(config.layers)), gates=source.tensors["gates"],
@@ -186,7 +177,7 @@ def _build_target(config: TaLoraConfig, ctx: BuildContext) -> TaLora:
                   record=record)
 
 
-def _target_fast_weights(config: TaLoraConfig, ctx: BuildContext, source: SourceRun) -> tuple[Tensor, Tensor]:
+def _target_fast_weights(config: TaLoraConfig, ctx: BuildContext, source: RunCheckpoint) -> tuple[Tensor, Tensor]:
     src_u, src_v = source.tensors["fast_u"], source.tensors["fast_v"]
     mode = TargetInit(config.target_init)
     if mode is TargetInit.REUSE:
@@ -204,6 +195,6 @@ def _target_fast_weights(config: TaLoraConfig, ctx: BuildContext, source: Source
                             f"{', '.join(source.tasks)}.")
         index = source.tasks.index(config.init_source)
     generator = torch.Generator().manual_seed(ctx.seed)
-    std = float(source.record.get("init_std", 1.0))
+    std = float(source_record(source).get("init_std", 1.0))
     return target_factors(src_u, src_v, mode.value, len(ctx.task_names), index=index, std=std, generator=generator,
                           slow_b=source.tensors["slow_b"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mtpt.checks import check_range
+from mtpt.config import path_option
+from mtpt.errors import MtptError
 from mtpt.methods.tpv.arithmetic import DEFAULT_LAMBDAS
 
 
@@ -19,7 +22,7 @@ class TpvConfig:
     (one scalar per source) are learned instead — our option, the vectors stay frozen.
     """
 
-    source_library: str = ""
+    source_library: str = path_option()
     """Source-prompt library folder (built by `mtpt train-source`)."""
     mode: Literal["init", "combine"] = "init"
     """init: combination then prompt tuning; combine: the combination is the prompt (lambda from the grid)."""
@@ -38,7 +41,7 @@ class TpvConfig:
     sum of lambda_k * every source vector (with lambda = 1 and unrelated sources, several times P_init's norm)."""
     top_k: int = 2
     """init_selection top_k: how many sources."""
-    target_prompt: str = ""
+    target_prompt: str = path_option()
     """init_selection top_k: the target's prompt trained from the library's P_init (a prompt file, export folder or
     finished run); empty = a short PT run on the target from P_init (a prerequisite run, <output_dir>/stage1/)."""
     target_steps: int = 50
@@ -51,3 +54,14 @@ class TpvConfig:
     """mtpt tpv-grid: one lambda for all sources, or every combination of per-source lambdas."""
     max_combinations: int = 1331
     """mtpt tpv-grid: refuse per_task grids larger than this."""
+
+    def __post_init__(self) -> None:
+        if not self.lambdas:
+            raise MtptError("method.lambdas must hold one coefficient (for every source) or one per source.")
+        for value in self.lambdas:
+            check_range("method.lambdas", value)
+        if not self.grid:
+            raise MtptError("method.grid must hold at least one value.")
+        for value in self.grid:
+            check_range("method.grid", value)
+        check_range("method.max_combinations", self.max_combinations, at_least=1)

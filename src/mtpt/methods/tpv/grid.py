@@ -108,7 +108,7 @@ def _write_run(parts, method, result: GridResult, precision: str) -> None:
             "metric_for_best": config.train.metric_for_best,
             "selection": "tpv-grid", "versions": environment_versions()}
     save_checkpoint(run_dir / "checkpoints" / "best", method, meta)
-    (run_dir / "grid.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.grid))
+    atomic_write_text(run_dir / "grid.jsonl", "".join(json.dumps(row) + "\n" for row in result.grid))
     summary = {"best_step": 0, "best_metric": result.best_metric, "best_lambdas": result.best_lambdas,
                "final": result.final, "environment": run_environment(precision=precision)}
     leakage = leakage_report(parts)  # the test inputs removed as occurring in the sources' training data

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 from mtpt.errors import MtptError
 from mtpt.contract import BuildContext, Prerequisite, PromptBatch
 from mtpt.library.access import learned_sources, open_for_run, select_sources
-from mtpt.library.format import SourceLibrary
-from mtpt.library.target_run import target_prompt, target_run_config
+from mtpt.library.target_run import target_prompt, target_run_prerequisite
 from mtpt.library.transfer import TransferredPrompt
 from mtpt.methods.tpv.arithmetic import apply_to, most_similar
 from mtpt.methods.tpv.config import TpvConfig
@@ -86,13 +85,8 @@ def prerequisites(config: TpvConfig, run) -> list[Prerequisite]:
     whose task vector picks the sources."""
     if config.mode != "init" or config.init_selection != "top_k" or config.target_prompt:
         return []
-    if config.target_steps < 1:
-        raise MtptError(f"target_steps must be at least 1, got {config.target_steps}.")
-    if not config.source_library:
-        return []  # the builder says what is missing
-    library = SourceLibrary.open(config.source_library)
-    return [Prerequisite(STAGE1_DIR, target_run_config(run, library, config.target_steps,
-                                                       config.target_lr or run.train.lr))]
+    return target_run_prerequisite(STAGE1_DIR, config.source_library, run, config.target_steps, config.target_lr,
+                                   "target_steps")
 
 
 def build(config: TpvConfig, ctx: BuildContext) -> nn.Module:
