@@ -327,7 +327,9 @@ def test_quality_rejects_unknown_method_selector(quality_config):
 def test_shipped_bench_configs_parse():
     from pathlib import Path
 
+    from mtpt.bench.quality_compare import comparison_plan
     from mtpt.bench.quality_config import QualityConfig, fill_options, section_targets
+    from mtpt.bench.quality_grid import searched_labels
     from mtpt.config import method_config, parse_config
 
     configs = sorted(Path(__file__).resolve().parents[1].glob("configs/bench/*.yaml"))
@@ -343,6 +345,8 @@ def test_shipped_bench_configs_parse():
             assert section_targets(config, label), f"{path.name}: {label} has no targets"
             if config.methods[label].get("target_init") == "reuse":  # unseen data: held-out data of the sources
                 assert set(section_targets(config, label)) <= set(config.library.sources), f"{path.name}: {label}"
+        searched_labels(config)  # a search that cannot decide fails here, not hours into a benchmark
+        comparison_plan(config)
 
 
 def test_target_data_overrides_the_shared_kshot_split():

@@ -206,6 +206,16 @@ def test_entries_refuse_wrong_shapes_and_duplicates(tmp_path, backbone):
         library_format.entry_folder("../escape", 0)
 
 
+def test_processes_adding_entries_side_by_side_keep_each_others_rows(tmp_path, backbone):
+    """Two workers open the library, each trains a different source, each adds its entry: the second write merges
+    into the manifest on disk instead of replacing it with the copy it opened (which lacks the first's row)."""
+    blank_library(tmp_path, backbone)
+    first, second = SourceLibrary.open(tmp_path / "lib"), SourceLibrary.open(tmp_path / "lib")
+    first.add_entry(entry("a"), torch.zeros(3, backbone.hidden_size), {})
+    second.add_entry(entry("b"), torch.ones(3, backbone.hidden_size), {})
+    assert SourceLibrary.open(tmp_path / "lib").tasks == ["a", "b"] and second.tasks == ["a", "b"]
+
+
 # --- config and CLI ---------------------------------------------------------------------------------------------
 def test_shipped_source_config_parses_with_overrides():
     config = parse_source_config([str(REPO / "configs/library/english-sources.yaml"), "--train.steps", "70",

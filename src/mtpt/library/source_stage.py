@@ -29,7 +29,8 @@ from mtpt.run_folder import kept_checkpoint
 from mtpt.library.format import MIXTURE, LibraryEntry, SourceLibrary, entry_folder
 from mtpt.prompt_io import load_prompt_tensor
 
-__all__ = ["SourceStageConfig", "StageOutcome", "parse_source_config", "source_parser", "train_sources"]
+__all__ = ["SourceStageConfig", "StageOutcome", "open_or_create_library", "parse_source_config", "source_parser",
+           "train_sources"]
 
 
 @dataclass
@@ -105,7 +106,7 @@ def train_sources(config: SourceStageConfig, backbone=None) -> list[StageOutcome
     tasks = _resolve_tasks(config.sources)  # entry name -> the task reference a run config takes
     _check_runs(config, tasks)  # every source checked before the library (or anything else) is created
     backbone = backbone or load_backbone(config.backbone)
-    library = _open_or_create(config, backbone)
+    library = open_or_create_library(config, backbone)
     runs_dir = Path(config.runs_dir) if config.runs_dir else library.root / "_runs"
     outcomes = []
     for seed in config.seeds:
@@ -159,7 +160,9 @@ def _resolve_tasks(names: list[str]) -> dict[str, str]:
     return resolved
 
 
-def _open_or_create(config: SourceStageConfig, backbone) -> SourceLibrary:
+def open_or_create_library(config: SourceStageConfig, backbone) -> SourceLibrary:
+    """The library of ``config``, created (with its P_init) when missing; an existing one must fit the backbone and
+    prompt length."""
     from mtpt.prompt_init import initial_prompt
     from mtpt.runtime import build_context
 

@@ -1,4 +1,5 @@
-"""English suite: GLUE, SNLI, WinoGrande, IMDB, Yelp, MR, CR, Subj, TREC, SST-5, AG News.
+"""English suite: GLUE, SNLI, WinoGrande, IMDB, Yelp (polarity and 5-class), Amazon (5-class), MR, CR, Subj,
+TREC, SST-5, AG News, Yahoo! Answers.
 
 Every task's ``notes`` state where its train / validation / test come from (paths are relative
 to the data root; see ``shared/data/PROVENANCE.md``). "ATTEMPT halves" = the official validation
@@ -36,6 +37,10 @@ TREC = Prompt("Question: {question}\nAnswer type:",
               (" description", " entity", " abbreviation", " person", " location", " number"))
 SST5 = Prompt("Review: {sentence}\nSentiment:", (" terrible", " bad", " okay", " good", " great"))
 AGNEWS = Prompt("Article: {text}\nTopic:", (" World", " Sports", " Business", " Technology"))
+# Yahoo! Answers topics 1-10 (Zhang et al. 2015): one capitalised SmolLM2 token each, in AG News's style (" Sports"
+# and " Business" are the same words there)
+YAHOO = Prompt("Question: {text}\nTopic:", (" Society", " Science", " Health", " Education", " Computers",
+                                            " Sports", " Business", " Entertainment", " Family", " Politics"))
 WINOGRANDE = Prompt('{sentence}\nQuestion: In the sentence above, who or what is "_"? Answer:')
 
 BINARY = index_map("0", "1")
@@ -353,6 +358,34 @@ test: agnews/full/test.csv = the official test set (7,600; "Title Description", 
   spaces). Classes 1-4 = World, Sports, Business, Sci/Tech (USB ids 0-3).""",
      _usb("ag_news", AGNEWS, "text", index_map("0", "1", "2", "3"),
           "agnews/usb_subset/dev.json", test_loader=_agnews_test))
+
+
+_USB5 = index_map("0", "1", "2", "3", "4")
+task("yelp5", "other", "en", "classification", ("accuracy",), SST5, "large", """\
+Yelp review full, 5 classes (stars 1-5 -> terrible, bad, okay, good, great: SST-5's words and template).
+train: yelp_review_full/usb_subset/dev.json (1,000, balanced) minus 20 % (200) held out as validation.
+test: yelp_review_full/usb_subset/test.json (1,000, balanced). The same reviews as `yelp` (its 1-2 / 4-5 star
+  polarity view): never use one of the two as a source and the other as a target.""",
+     _usb("yelp5", SST5, "sentence", _USB5, "yelp_review_full/usb_subset/dev.json",
+          "yelp_review_full/usb_subset/test.json"))
+
+task("amazon5", "other", "en", "classification", ("accuracy",), SST5, "large", """\
+Amazon review full, 5 classes (stars 1-5 -> terrible, bad, okay, good, great: SST-5's words and template).
+train: amazon_review_full/usb_subset/dev.json (1,000, balanced) minus 20 % (200) held out as validation.
+test: amazon_review_full/usb_subset/test.json (1,000, balanced). Inputs are "title" + "body" as USB ships them
+  (no separator).""",
+     _usb("amazon5", SST5, "sentence", _USB5, "amazon_review_full/usb_subset/dev.json",
+          "amazon_review_full/usb_subset/test.json"))
+
+task("yahoo_answers", "other", "en", "classification", ("accuracy",), YAHOO, "large", """\
+Yahoo! Answers topics, 10 classes (USB ids 0-9 = Society & Culture, Science & Mathematics, Health, Education &
+  Reference, Computers & Internet, Sports, Business & Finance, Entertainment & Music, Family & Relationships,
+  Politics & Government; label words: the first word of each).
+Yahoo Answers train is not available: train = yahoo_answers/usb_subset/dev.json (1,000, balanced) minus 20 %
+  (200) held out as validation; test = yahoo_answers/usb_subset/test.json (1,000, balanced).
+Inputs are the question title + body as USB ships them (no separator; literal "\\n" become newlines).""",
+     _usb("yahoo_answers", YAHOO, "text", index_map(*[str(i) for i in range(10)]),
+          "yahoo_answers/usb_subset/dev.json", "yahoo_answers/usb_subset/test.json"))
 
 
 # -- WinoGrande ----------------------------------------------------------------------------------

@@ -32,14 +32,14 @@ class EvalSet:
 def load_eval_sets(parts: RunParts, split: str) -> list[EvalSet]:
     """One evaluation set per task that has data for ``split`` (source-only tasks are skipped).
 
-    When the run has sources (``parts.source_tasks``), the test inputs that occur (normalised) in the sources'
+    When the run has sources (:func:`leakage_sources`), the test inputs that occur (normalised) in the sources'
     training data are removed (:mod:`mtpt.tasks.overlap`: a score on them measures memory, not transfer);
     validation overlaps are counted but the published sets stay as they are. A
     :class:`~mtpt.tasks.DecontaminationWarning` gives the counts; :func:`leakage_report` returns them."""
     sets = []
     for index, task in enumerate(parts.tasks):
         examples = split_examples(parts.config, task, split)
-        if examples and parts.source_tasks:
+        if examples and leakage_sources(parts):
             examples, leakage = _without_leaked(parts, task, split, examples)
             _warn_leakage(leakage)
         if examples:
@@ -58,13 +58,20 @@ def split_examples(config, task: Task, split: str) -> list[Example]:
     return task.examples(split, root, kshot=kshot, seed=data.kshot_seed, max_examples=data.max_eval_examples)
 
 
+def leakage_sources(parts: RunParts) -> list[str]:
+    """The tasks whose training data counts as the run's sources for leakage: the method's
+    (``parts.source_tasks``) and ``data.exclude_overlap_with``."""
+    return list(dict.fromkeys([*parts.source_tasks, *parts.config.data.exclude_overlap_with]))
+
+
 def _without_leaked(parts: RunParts, task: Task, split: str, examples: list[Example]) -> tuple[list[Example], Leakage]:
-    sources = [_source_task(name) for name in parts.source_tasks]
+    names = leakage_sources(parts)
+    sources = [_source_task(name) for name in names]
     kept, leakage = remove_leaked(task, split, examples, sources, parts.config.data_root(), remove=split == "test")
     if not kept:
         raise MtptError(f"Every {split} input of task {task.name!r} occurs in the training data of its sources "
-                        f"({', '.join(parts.source_tasks)}): nothing is left to measure transfer on; choose other "
-                        f"sources (`mtpt tasks --overlap {task.name} {' '.join(parts.source_tasks)}` shows the overlap).")
+                        f"({', '.join(names)}): nothing is left to measure transfer on; choose other "
+                        f"sources (`mtpt tasks --overlap {task.name} {' '.join(names)}` shows the overlap).")
     return kept, leakage
 
 
@@ -97,14 +104,15 @@ def _warn_leakage(leakage: Leakage) -> None:
 
 
 def leakage_report(parts: RunParts) -> dict[str, Any] | None:
-    """The run's cross-task leakage, JSON-able, for ``results.json`` and the log; ``None`` without sources.
+    """The run's cross-task leakage, JSON-able, for ``results.json`` and the log; ``None`` without sources
+    (:func:`leakage_sources`).
 
     ``{"sources": [...], "min_words": 4, "validation": {task: counts}, "test": {task: counts}}``, where counts are
     :meth:`mtpt.tasks.overlap.Leakage.to_json` (``examined``, ``found``, ``removed``, ``kept``, ``by_source``:
     source -> inputs found in its training data); only the test split has inputs removed."""
-    if not parts.source_tasks:
+    if not leakage_sources(parts):
         return None
-    report: dict[str, Any] = {"sources": list(parts.source_tasks), "min_words": MIN_WORDS}
+    report: dict[str, Any] = {"sources": leakage_sources(parts), "min_words": MIN_WORDS}
     for split in EVAL_SPLITS:
         per_task = {}
         for task in parts.tasks:

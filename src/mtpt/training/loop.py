@@ -48,6 +48,8 @@ class TrainResult:
     best_metric: float | None
     final: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     """split -> task -> metrics of the best checkpoint."""
+    final_last: dict[str, dict[str, dict[str, float]]] | None = None
+    """The same for the model after the last step (``eval.score_last``); None otherwise."""
 
 
 def optimizer_groups(method: torch.nn.Module, lr: float, weight_decay: float,
@@ -295,9 +297,10 @@ class Trainer:
         self.guard.load_state_dict(state.get("guard"), self.step)
 
     def _finish(self) -> TrainResult:
+        last = self._score_last() if self.cfg.eval.score_last else None  # before the best checkpoint replaces it
         best = self.run_dir / "checkpoints" / "best"
         best_meta = load_method_state(best, self.unwrapped.method) if best.exists() else {}
-        result = TrainResult(self.run_dir, self.best_step, self.best_metric)
+        result = TrainResult(self.run_dir, self.best_step, self.best_metric, final_last=last)
         for split in self.cfg.eval.final_splits:
             if split == "validation" and "validation" in best_meta:
                 # The best checkpoint was chosen on exactly these examples: scoring them again (minutes on a
@@ -309,6 +312,7 @@ class Trainer:
         leakage = leakage_report(self.parts)  # None unless the run has sources
         if self.acc.is_main_process:
             summary = {"best_step": result.best_step, "best_metric": result.best_metric, "final": result.final,
+                       **({"final_last": last} if last is not None else {}),
                        "environment": run_environment(self.acc.num_processes, self.acc.mixed_precision)}
             if leakage is not None:
                 summary["leakage"] = leakage
@@ -317,6 +321,13 @@ class Trainer:
         if self.tb is not None:
             self.tb.close()
         return result
+
+    def _score_last(self) -> dict[str, dict[str, dict[str, float]]]:
+        """The final splits' metrics of the model as it is after the last step (or the step early stopping ended)."""
+        return {split: evaluate_sets(self.unwrapped, self.parts,
+                                     self.eval_sets if split == "validation" else load_eval_sets(self.parts, split),
+                                     self.acc)
+                for split in self.cfg.eval.final_splits}
 
     # --- logging -----------------------------------------------------------------------------------------------
     def _prepare_run_dir(self) -> None:
@@ -359,7 +370,11 @@ def evaluate_untrained(parts: RunParts) -> TrainResult:
         dump_yaml(to_plain(parts.config), run_dir / "config.yaml")
         dump_yaml({"method": parts.spec.name, **to_plain(parts.method_config)}, run_dir / "method_config.yaml")
         summary = {"best_step": 0, "best_metric": None, "final": final,
+                   **({"final_last": final} if parts.config.eval.score_last else {}),  # one model: last = best
                    "environment": run_environment(acc.num_processes, acc.mixed_precision)}
+        leakage = leakage_report(parts)  # None unless the run has sources
+        if leakage is not None:
+            summary["leakage"] = leakage
         atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=1))
     acc.wait_for_everyone()
     return TrainResult(run_dir, 0, None, final)

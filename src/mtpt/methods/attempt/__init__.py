@@ -10,7 +10,7 @@ register_method(
         config_cls=AttemptConfig,
         build=build,
         summary="ATTEMPT: per-input attention over frozen library source prompts plus a trainable target prompt.",
-        roles=OptionRoles(library="source_library"),
+        roles=OptionRoles(library="source_library", learning_rates=("attention_lr",)),
         # PEFT has no ATTEMPT; its per-example prompt computation gets the looser step-time target
         speed=(SpeedVariant("attempt", {"source_library": "{library}"}, bare_target=1.15),),
     )

@@ -21,7 +21,8 @@ register_method(
         "knowledge consistency on every training step; fixed merged prompt for evaluation.",
         cli_commands=dict(COMMANDS),
         prerequisites=prerequisites,
-        roles=OptionRoles(library="source_library"),
+        roles=OptionRoles(library="source_library", learning_rates=(
+            "stage1_lr", "lr_target_prompt", "lr_target_scale", "lr_source_scales")),
         speed=(SpeedVariant("dtvg", {"source_library": "{library}", "target_prompt": "{target_prompt}"}, peft="pt",
                             extra=grouping_cost),),
     )

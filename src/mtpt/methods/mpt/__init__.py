@@ -13,7 +13,7 @@ register_method(
         summary="MPT: shared prompt x per-task rank-r factors; the source stage distils library prompts, "
         "the target stage adapts.",
         cli_commands={"export-mpt": ("Export an MPT run in PEFT's multitask prompt-tuning format.", cmd_export_mpt)},
-        roles=OptionRoles(library="source_library", source_run="source_run"),
+        roles=OptionRoles(library="source_library", source_run="source_run", learning_rates=("factor_lr",)),
         # Measured in the source stage (multi-task, every row's task cycling): the target stage computes the same
         # prompts with fewer trainable tensors. mpt_distill is the distillation stage: its teacher pass (a no-grad
         # forward with the frozen teacher prompts, one per benchmark task) is reported apart from the step.

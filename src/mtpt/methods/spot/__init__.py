@@ -11,7 +11,7 @@ register_method(
         build=build,
         summary="SPoT: initialise from the most similar library prompt (or the mixture prompt), then prompt-tune.",
         prerequisites=prerequisites,
-        roles=OptionRoles(library="source_library"),
+        roles=OptionRoles(library="source_library", learning_rates=("retrieval_lr",)),
         speed=(SpeedVariant("spot", {"source_library": "{library}", "mode": "fixed", "source": "src-0"}, peft="pt"),),
     )
 )

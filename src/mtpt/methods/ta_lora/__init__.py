@@ -15,7 +15,7 @@ register_method(
         build=build,
         summary="TA-LoRA: shared prompt + s*B(u_i v_i^T) per task, fast/slow learning rates, zero-initialised "
         "gated attention, orthogonality regulariser; source and target stages.",
-        roles=OptionRoles(source_run="source_run"),
+        roles=OptionRoles(source_run="source_run", learning_rates=("lr_slow", "lr_fast", "lr_gate")),
         speed=tuple(SpeedVariant(label, {"stage": "source", "injection": injection, "theta0_init": "sample_vocab",
                                          "prompt_length": "{prompt_length}"},
                                  multi_task=True, peft="pt", bare_target=1.15)

@@ -14,7 +14,7 @@ register_method(
         cli_commands={"tpv-grid": ("Choose TPV's lambda on validation over a grid (method tpv, mode: combine).",
                                    cmd_tpv_grid)},
         prerequisites=prerequisites,
-        roles=OptionRoles(library="source_library"),
+        roles=OptionRoles(library="source_library", learning_rates=("target_lr",)),
         speed=(SpeedVariant("tpv", {"source_library": "{library}", "mode": "init", "target_prompt": "{target_prompt}"},
                             peft="pt"),),
     )

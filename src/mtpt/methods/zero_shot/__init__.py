@@ -28,5 +28,5 @@ class ZeroShot(nn.Module):
 
 register_method(MethodSpec(
     name="zero_shot", config_cls=ZeroShotConfig, build=lambda config, ctx: ZeroShot(ctx.hidden_size),
-    summary="The bare backbone with no prompt (evaluation-only baseline).",
+    summary="The bare backbone with no prompt (evaluation-only baseline).", trains=False,
 ))
