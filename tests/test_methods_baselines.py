@@ -398,3 +398,27 @@ def test_mpt_exports_to_peft_multitask_and_prompt_tuning(tmp_path, lib, backbone
         assert torch.allclose(prompts[index], trained.task_prompt(index), atol=1e-6)
     export_run(result.run_dir, tmp_path / "peft-pt", task="fx-gamma", backbone=backbone)
     assert torch.allclose(import_peft_prompt(tmp_path / "peft-pt"), trained.task_prompt(1))
+
+
+def test_tpv_grid_refuses_a_run_folder_another_process_holds(tmp_path, lib, backbone):
+    import os
+    import subprocess
+    import sys
+
+    from mtpt.methods.tpv.grid import run_grid
+
+    folder = tmp_path / "grid"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from mtpt.locking import exclusive, lock_path_for\n"
+         f"with exclusive(lock_path_for({str(folder)!r})):\n    print('held', flush=True); time.sleep(60)"],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        method = {"name": "tpv", "source_library": lib, "mode": "combine", "sources": ["fx-alpha"], "grid": [0.0]}
+        with pytest.raises(MtptError, match=f"in use by pid {holder.pid}"):
+            run_grid(run_config(method, [TARGET], folder), backbone=backbone)
+        assert not (folder / "results.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()

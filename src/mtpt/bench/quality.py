@@ -41,6 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ContextManager
 
+from mtpt.atomic import atomic_write_text
 from mtpt.bench.quality_config import (TARGET_STAGE1, QualityConfig, cell_dir, entry_name, fill_options,
                                        library_complete, library_path, mentions, needs_library, own_prompt_length,
                                        parse_quality_args, section_seeds, section_source_stage, section_targets,
@@ -382,7 +383,7 @@ class Bench:
         trains: list[bool] = []
 
         def record_parameters(parts) -> None:
-            (out / "params.json").write_text(json.dumps(parameter_report(parts), indent=1))
+            atomic_write_text(out / "params.json", json.dumps(parameter_report(parts), indent=1))
             trains.append(any(p.requires_grad for p in parts.model.method.parameters()))
 
         with hidden_from_git_until_done(out):

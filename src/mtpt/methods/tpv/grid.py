@@ -44,7 +44,15 @@ def select_best(candidates: Sequence[tuple[float, ...]], score: Callable[[tuple[
 
 
 def run_grid(config, backbone=None) -> GridResult:
-    """Evaluate every lambda of the grid on validation, keep the best, write a run folder."""
+    """Evaluate every lambda of the grid on validation, keep the best, write a run folder (claimed for the
+    search, as a training run claims its folder, so two searches never mix their files)."""
+    from mtpt.locking import run_folder_lock
+
+    with run_folder_lock(config.output_dir):
+        return _build_and_search(config, backbone)
+
+
+def _build_and_search(config, backbone) -> GridResult:
     from mtpt.methods.tpv.arithmetic import lambda_grid
     from mtpt.methods.tpv.module import PromptCombination
     from mtpt.runtime import build_run
