@@ -147,7 +147,10 @@ class TrainConfig:
             check_range(f"train.{name}", getattr(self, name), at_least=1)
         check_lr("train.lr", self.lr)
         check_range("train.weight_decay", self.weight_decay, at_least=0)
-        check_range("train.warmup_steps", self.warmup_steps, at_least=0, below=self.steps)
+        check_range("train.warmup_steps", self.warmup_steps, at_least=0)
+        if self.warmup_steps >= self.steps:  # a schedule that never reaches its peak rate is almost always a typo
+            raise MtptError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps ({self.steps}): "
+                            "lower it too (--train.warmup_steps N) when shortening a run with --train.steps.")
         check_range("train.max_grad_norm", self.max_grad_norm, above=0, optional=True)
         check_choice("train.precision", self.precision, ("auto", "no", "bf16", "fp16"))
         check_range("train.early_stopping_patience", self.early_stopping_patience, at_least=1, optional=True)
