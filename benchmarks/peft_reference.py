@@ -9,7 +9,7 @@ scored by the summed log-probability of the label's tokens.
 
 It imports mtpt only to read the task's splits (``mtpt.tasks``, so both sides score the very same examples) and to
 load the backbone (``mtpt.backbones``, the same weights); training and scoring use PEFT, transformers and PyTorch
-only. Run alone: ``python benchmarks/peft_reference.py --task glue-sst2 --out /tmp/ref`` (writes
+only. Run alone: ``python benchmarks/peft_reference.py --task glue-sst2 --out ref-out`` (writes
 ``timings.json``; the flags are those of ``mtpt bench e2e``).
 
 Kept equal to mtpt's run so that both solve the same learning problem (and their accuracies can be compared):

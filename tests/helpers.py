@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
 import torch
 
 from mtpt.batching import Tokenizer, pad_batch
@@ -93,3 +99,19 @@ def two_process_toy_run(run_dir: str) -> None:
 
     train(toy_config(Path(run_dir), steps=4, precision="no"))
     release_process_group()
+
+
+@contextmanager
+def folder_held_by_another_process(folder):
+    """A child process holds ``folder``'s run-folder lock for the ``with`` block; yields the child's pid."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from mtpt.locking import exclusive, lock_path_for\n"
+         f"with exclusive(lock_path_for({str(folder)!r})):\n    print('held', flush=True); time.sleep(60)"],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

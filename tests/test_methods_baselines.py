@@ -11,7 +11,7 @@ import torch
 from fixtures.library.tiny_tasks import (
     SOURCES, TARGET, quick_data, quick_eval, quick_train, register_fixture_tasks,
 )
-from helpers import encode
+from helpers import encode, folder_held_by_another_process
 from mtpt.batching import pad_batch
 from mtpt.cli import main as cli_main
 from mtpt.config import RunConfig, method_config, parse_run_config
@@ -401,24 +401,11 @@ def test_mpt_exports_to_peft_multitask_and_prompt_tuning(tmp_path, lib, backbone
 
 
 def test_tpv_grid_refuses_a_run_folder_another_process_holds(tmp_path, lib, backbone):
-    import os
-    import subprocess
-    import sys
-
     from mtpt.methods.tpv.grid import run_grid
 
     folder = tmp_path / "grid"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from mtpt.locking import exclusive, lock_path_for\n"
-         f"with exclusive(lock_path_for({str(folder)!r})):\n    print('held', flush=True); time.sleep(60)"],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with folder_held_by_another_process(folder) as pid:
         method = {"name": "tpv", "source_library": lib, "mode": "combine", "sources": ["fx-alpha"], "grid": [0.0]}
-        with pytest.raises(MtptError, match=f"in use by pid {holder.pid}"):
+        with pytest.raises(MtptError, match=f"in use by pid {pid}"):
             run_grid(run_config(method, [TARGET], folder), backbone=backbone)
         assert not (folder / "results.json").exists()
-    finally:
-        holder.kill()
-        holder.wait()

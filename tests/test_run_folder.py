@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers import folder_held_by_another_process
 from mtpt.errors import MtptError
 from mtpt.runner import train
 from mtpt.training.loop import Trainer
@@ -288,19 +289,11 @@ def test_a_folder_held_by_another_process_is_refused_naming_it(tmp_path):
     from mtpt.locking import lock_path_for, run_folder_lock
 
     folder = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from mtpt.locking import exclusive, lock_path_for\n"
-         f"with exclusive(lock_path_for({str(folder)!r})):\n    print('held', flush=True); time.sleep(60)"],
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(MtptError, match=f"in use by pid {holder.pid} on host .* since "):
+    with folder_held_by_another_process(folder) as pid:
+        with pytest.raises(MtptError, match=f"in use by pid {pid} on host .* since "):
             with run_folder_lock(folder):
                 pass
         assert lock_path_for(folder).name == ".run.lock"
-    finally:
-        holder.kill()
-        holder.wait()
     with run_folder_lock(folder):  # free again: the lock died with its holder
         with run_folder_lock(folder):  # and a claim nests within one process
             pass
