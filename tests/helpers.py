@@ -101,6 +101,37 @@ def two_process_toy_run(run_dir: str) -> None:
     release_process_group()
 
 
+
+def two_process_run_with_a_nan(run_dir: str) -> None:
+    """The toy run of :func:`two_process_toy_run` whose task loss becomes NaN on process 1 only, at step 2. Each
+    process writes the error that stopped it to ``error-<rank>.txt``; a watchdog ends a process that hangs."""
+    import faulthandler
+
+    from test_training import toy_config
+
+    import mtpt.training.step as step_module
+    from mtpt.errors import MtptError
+    from mtpt.precision import release_process_group
+    from mtpt.runner import train
+
+    faulthandler.dump_traceback_later(120, exit=True)  # a process left waiting for the other fails the test
+    real_loss, calls = step_module.task_loss, []
+
+    def loss_nan_on_process_1_at_step_2(*args, **kwargs):
+        calls.append(1)
+        value = real_loss(*args, **kwargs)
+        return value * float("nan") if torch.distributed.get_rank() == 1 and len(calls) == 2 else value
+
+    step_module.task_loss = loss_nan_on_process_1_at_step_2
+    try:
+        train(toy_config(Path(run_dir), steps=4, precision="no"))
+    except MtptError as error:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        Path(run_dir, f"error-{torch.distributed.get_rank()}.txt").write_text(str(error))
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        release_process_group()
+
 @contextmanager
 def folder_held_by_another_process(folder):
     """A child process holds ``folder``'s run-folder lock for the ``with`` block; yields the child's pid."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import launch_processes, toy_task, two_process_toy_run
+from helpers import launch_processes, toy_task, two_process_run_with_a_nan, two_process_toy_run
 from mtpt.cli import main as cli_main
 from mtpt.config import DataConfig, EvalConfig, RunConfig, TrainConfig
 from mtpt.errors import MtptError
@@ -262,3 +262,14 @@ def test_early_stopping_stops_after_patience_evaluations(tmp_path):
     result = train(cfg)  # lr ~0: the metric never improves after the first evaluation
     steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r.get("split") == "validation"]
     assert steps == [0, 2, 4, 6] and result.best_step == 2  # step 0 is logged, not a candidate
+
+
+def test_a_non_finite_loss_on_one_process_stops_every_process(tmp_path):
+    """Process 1's loss becomes NaN at step 2: both processes raise at that step (none waits for the other in the
+    gradient all-reduce), process 1 with its loss terms, process 0 naming process 1; no checkpoint of step 2."""
+    run = tmp_path / "ddp"
+    launch_processes(two_process_run_with_a_nan, args=(str(run),), num_processes=2)
+    assert "The 'task' loss became nan at step 2" in (run / "error-1.txt").read_text()
+    assert "Stopped at step 2: the loss of process 1 (of 2) is not finite" in (run / "error-0.txt").read_text()
+    steps = [record["step"] for record in read_jsonl(run / "run" / "metrics.jsonl") if "loss" in record]
+    assert steps == [1]

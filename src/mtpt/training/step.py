@@ -103,8 +103,28 @@ class TrainingStep:
             if isinstance(method, ExtraLosses):
                 context = self._loss_context(batch, out)
                 terms.update({k: v * micro.share for k, v in method.extra_losses(context).items()})
+        self._stop_together(terms, step + 1)
         self.check_terms(terms, step + 1)
         return terms
+
+    def _stop_together(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        """With several processes, raise on every process when any process's loss terms are not finite.
+
+        ``check_terms`` sees only this process's terms: a process that stopped alone would leave the others waiting
+        in the backward pass's gradient all-reduce until the process group times out (30 minutes or more), so the
+        processes first agree, with one small all-gather per micro-batch, on whether any of them must stop. The
+        process whose terms are not finite then raises ``check_terms``'s detailed error; the others name it."""
+        if self.acc.num_processes == 1:
+            return
+        local = torch.stack([value.detach().float().reshape(()) for value in terms.values()])
+        bad_here = (~torch.isfinite(local)).any().to(torch.float32).reshape(1)
+        flags = self.acc.gather(bad_here.to(self.acc.device))
+        if bool(bad_here.item()) or not bool(flags.any()):
+            return
+        ranks = [str(rank) for rank, flag in enumerate(flags.tolist()) if flag]
+        raise MtptError(f"Stopped at step {step}: the loss of process {', '.join(ranks)} (of {self.acc.num_processes}) "
+                        f"is not finite; that process's error gives its loss terms and what to change. Every process "
+                        f"stops, so none is left waiting for the others.")
 
     def _loss_context(self, batch: TokenBatch, out: ForwardOutput) -> LossContext:
         model = self.unwrapped
