@@ -290,3 +290,30 @@ def test_exclude_overlap_with_gives_runs_without_sources_the_same_test_examples(
         train(zero_shot)
     leakage = json.loads((tmp_path / "zero" / "results.json").read_text())["leakage"]
     assert leakage["sources"] == ["toy-src"] and leakage["test"]["toy-tgt"]["kept"] == 5
+
+
+def test_leaked_test_inputs_are_removed_before_the_split_is_capped(leaky_pair, tmp_path):
+    """A capped test set keeps its size when inputs leaked (none of them left in it), and is the sample a run
+    without sources evaluates when nothing leaked."""
+    from dataclasses import replace
+
+    from mtpt.runtime import build_run
+    from mtpt.training.evaluate import load_eval_sets
+
+    tgt, src, test = leaky_pair  # 8 test inputs; 0, 3 and 5 occur in toy-src's training data
+    make_task("toy-clean", "{text}", {"train": sentences("unrelated", 6), "test": sentences("z", 2)})
+    base = run_config(tmp_path)
+    parts = build_run(replace(base, data=replace(base.data, max_eval_examples=4)))
+    try:
+        plain = [e.text for e in load_eval_sets(parts, "test")[0].examples]
+        assert len(plain) == 4
+        parts.source_tasks = ["toy-clean"]
+        assert [e.text for e in load_eval_sets(parts, "test")[0].examples] == plain
+        parts.source_tasks = ["toy-src"]
+        with pytest.warns(DecontaminationWarning, match=r"3 of 8 test inputs .* removed 3, 5 left, of which the "
+                                                         r"data.max_eval_examples cap evaluates 4"):
+            (test_set,) = load_eval_sets(parts, "test")
+        inputs = [e.inputs[0] for e in test_set.examples]
+        assert len(inputs) == 4 and not {test[0], test[3], test[5]} & set(inputs)
+    finally:
+        parts.model.detach_method()

@@ -18,7 +18,9 @@ from mtpt.metrics import compute_metrics
 from mtpt.model import SoftPromptModel
 from mtpt.runtime import RunParts
 from mtpt.tasks import DecontaminationWarning, Example, Task, get_task
+from mtpt.tasks.kshot import cap_examples
 from mtpt.tasks.overlap import EVAL_SPLITS, MIN_WORDS, Leakage, remove_leaked
+from mtpt.tasks.types import CAP_SEED
 
 
 @dataclass
@@ -33,29 +35,51 @@ def load_eval_sets(parts: RunParts, split: str) -> list[EvalSet]:
     """One evaluation set per task that has data for ``split`` (source-only tasks are skipped).
 
     When the run has sources (:func:`leakage_sources`), the test inputs that occur (normalised) in the sources'
-    training data are removed (:mod:`mtpt.tasks.overlap`: a score on them measures memory, not transfer);
-    validation overlaps are counted but the published sets stay as they are. A
-    :class:`~mtpt.tasks.DecontaminationWarning` gives the counts; :func:`leakage_report` returns them."""
+    training data are removed (:mod:`mtpt.tasks.overlap`: a score on them measures memory, not transfer) before
+    ``data.max_eval_examples`` caps the split; validation overlaps are counted but the published sets stay as they
+    are. A :class:`~mtpt.tasks.DecontaminationWarning` gives the counts; :func:`leakage_report` returns them."""
     sets = []
     for index, task in enumerate(parts.tasks):
-        examples = split_examples(parts.config, task, split)
-        if examples and leakage_sources(parts):
-            examples, leakage = _without_leaked(parts, task, split, examples)
-            _warn_leakage(leakage)
+        examples, leakage = eval_examples(parts, task, split)
+        if leakage is not None:
+            _warn_leakage(leakage, len(examples))
         if examples:
             sets.append(EvalSet(task, index, split, examples))
     return sets
 
 
-def split_examples(config, task: Task, split: str) -> list[Example]:
+def eval_examples(parts: RunParts, task: Task, split: str) -> tuple[list[Example], Leakage | None]:
+    """The examples the run evaluates ``task`` on for ``split``, and their leakage counts (``None`` when the run
+    has no sources, :func:`leakage_sources`).
+
+    Test inputs found in the sources' training data are removed from the whole split, which is capped after (by
+    ``data.max_eval_examples``, with the same seeded sample as :func:`split_examples`): a capped test set keeps its
+    size, and where nothing leaked it is exactly the set of a run without sources. The test counts are therefore
+    those of the whole split. Validation overlaps are counted on the set as evaluated (nothing is removed)."""
+    if not leakage_sources(parts):
+        return split_examples(parts.config, task, split), None
+    if split != "test":
+        examples = split_examples(parts.config, task, split)
+        return _without_leaked(parts, task, split, examples) if examples else ([], None)
+    examples = split_examples(parts.config, task, split, capped=False)
+    if not examples:
+        return [], None
+    kept, leakage = _without_leaked(parts, task, split, examples)
+    cap = parts.config.data.max_eval_examples
+    return (kept if cap is None else cap_examples(kept, cap, CAP_SEED)), leakage
+
+
+def split_examples(config, task: Task, split: str, *, capped: bool = True) -> list[Example]:
     """The examples a run (a :class:`~mtpt.config.RunConfig`) evaluates ``task`` on for ``split``, before any
-    leakage removal: validation follows the k-shot protocol when training does, test is the full (capped) split."""
+    leakage removal: validation follows the k-shot protocol when training does, test is the full split, capped
+    by ``data.max_eval_examples`` unless ``capped`` is false."""
     data, root = config.data, config.data_root()
     if task.source_only or not task.sizes(root).get(split):
         return []  # no data for this split (e.g. a user task without a test file)
     # Validation follows the k-shot protocol when training does; test sets are always full (or capped).
     kshot = data.kshot if split == "validation" and data.kshot_validation == "kshot" else None
-    return task.examples(split, root, kshot=kshot, seed=data.kshot_seed, max_examples=data.max_eval_examples)
+    return task.examples(split, root, kshot=kshot, seed=data.kshot_seed,
+                         max_examples=data.max_eval_examples if capped else None)
 
 
 def leakage_sources(parts: RunParts) -> list[str]:
@@ -92,13 +116,15 @@ def _spec_task(path: str, _mtime: int) -> Task:
     return get_task(path)
 
 
-def _warn_leakage(leakage: Leakage) -> None:
+def _warn_leakage(leakage: Leakage, evaluated: int) -> None:
     found = {source: n for source, n in leakage.by_source.items() if n}
     if not found:
         return
     pairs = ", ".join(f"{n} in {source}" for source, n in found.items())
     done = (f"removed {leakage.removed}, {leakage.kept} left" if leakage.split == "test"
             else "kept (published validation sets stay as published)")
+    if evaluated < leakage.kept:
+        done += f", of which the data.max_eval_examples cap evaluates {evaluated}"
     warnings.warn(f"task {leakage.target!r}: {leakage.found} of {leakage.examined} {leakage.split} inputs occur "
                   f"in the training data of the run's sources ({pairs}); {done}", DecontaminationWarning)
 
@@ -109,16 +135,17 @@ def leakage_report(parts: RunParts) -> dict[str, Any] | None:
 
     ``{"sources": [...], "min_words": 4, "validation": {task: counts}, "test": {task: counts}}``, where counts are
     :meth:`mtpt.tasks.overlap.Leakage.to_json` (``examined``, ``found``, ``removed``, ``kept``, ``by_source``:
-    source -> inputs found in its training data); only the test split has inputs removed."""
+    source -> inputs found in its training data); only the test split has inputs removed, and its counts are
+    those of the whole split, before ``data.max_eval_examples`` caps it."""
     if not leakage_sources(parts):
         return None
     report: dict[str, Any] = {"sources": leakage_sources(parts), "min_words": MIN_WORDS}
     for split in EVAL_SPLITS:
         per_task = {}
         for task in parts.tasks:
-            examples = split_examples(parts.config, task, split)
-            if examples:
-                per_task[task.name] = _without_leaked(parts, task, split, examples)[1].to_json()
+            leakage = eval_examples(parts, task, split)[1]
+            if leakage is not None:
+                per_task[task.name] = leakage.to_json()
         report[split] = per_task
     return report
 
