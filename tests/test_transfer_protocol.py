@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +138,41 @@ def test_transfer_methods_warn_about_unlearned_sources_and_can_leave_them_out(tm
         assert learned_sources(library, ["good", "stuck", "old"], None, skip=True) == ["good", "old"]
     with pytest.raises(Exception, match="did not learn"), pytest.warns(UnlearnedSourceWarning):
         learned_sources(library, ["stuck"], None, skip=True)
+
+
+def test_the_step_0_check_compares_each_transfer_method_with_the_baseline_per_seed(tmp_path, capsys):
+    """benchmarks/step0_check.py (issue 29's reading): per-seed step-0 scores from the cells' metrics.jsonl."""
+    import importlib.util
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step0_check.py"
+    spec = importlib.util.spec_from_file_location("step0_check", path)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    out = tmp_path / "bench"
+    config = tmp_path / "bench.yaml"
+    config.write_text(yaml.safe_dump({"out": str(out), "targets": ["cr"], "seeds": [13, 21, 42], "methods": {
+        "p_init": {"name": "pt"}, "pt": {"name": "pt"}, "spot": {"name": "spot"}, "mpt": {"name": "mpt"}}}))
+
+    def cell(label, seed, score):
+        folder = out / "cells" / label / "cr" / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        lines = [{"step": 0, "split": "validation", "score": score,
+                  "prompt_scale": {"prompt": {"cr": {"rms": 0.5}}}}, {"step": 10, "loss": 0.3}]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    for seed, bar, spot, mpt in [(13, 60.0, 70.0, 60.0), (21, 55.0, 50.0, 50.0), (42, 58.0, 62.5, 61.0)]:
+        cell("p_init", seed, bar)
+        cell("spot", seed, spot)
+        cell("mpt", seed, mpt)
+    assert check.main([str(config)]) == 1  # mpt: equal on 13, below on 21: 1 of 3 (pt is not checked)
+    text = capsys.readouterr()
+    assert "| spot | cr | 13: 70.0 (60.0), 21: 50.0 (55.0), 42: 62.5 (58.0) | 2/3 | 0.5 |" in text.out
+    assert "| mpt | cr |" in text.out and "| pt |" not in text.out
+    assert "not above p_init at step 0 on 2 seeds: mpt on cr (1 of 3 seeds)" in text.err
+    assert check.main([str(config), "--methods", "spot"]) == 0
+    assert "every checked method starts above p_init" in capsys.readouterr().out
+    (out / "cells" / "spot" / "cr" / "seed-42" / "metrics.jsonl").write_text('{"step": 10, "loss": 0.3}\n')
+    assert check.main([str(config), "--methods", "spot"]) == 1
+    assert "no step-0 line (cell missing or unfinished): spot cr seed 42" in capsys.readouterr().err
