@@ -172,6 +172,52 @@ def test_workers_share_jobs_and_wait_for_each_others(tmp_path):
         assert {s for _, s in statuses} <= {"done here", "done elsewhere", "skipped"}
 
 
+
+def test_a_worker_that_need_not_wait_returns_with_what_another_holds(tmp_path):
+    """share_work(wait=False): the jobs it can take are done, the one another worker holds (and the one that depends
+    on it) are reported ``held elsewhere`` at once instead of waited for."""
+    from helpers import folder_held_by_another_process
+
+    from mtpt.bench.sharing import Job, share_work
+
+    done = []
+
+    def job(name, needs=()):
+        return Job(tmp_path / name, lambda: done.append(name), lambda: name in done,
+                   lambda: all(n in done for n in needs))
+
+    with folder_held_by_another_process(tmp_path / "held"):
+        start = time.perf_counter()
+        statuses = dict(share_work([job("a"), job("held"), job("after-held", ("held",)), job("b")], poll_s=30,
+                                   wait=False))
+        assert time.perf_counter() - start < 10  # neither the holder's lock nor the 30 s poll was waited for
+    assert done == ["a", "b"]
+    assert [statuses[tmp_path / n] for n in ("a", "held", "after-held", "b")] == [
+        "done here", "held elsewhere", "held elsewhere", "done here"]
+
+
+def test_sections_whose_prerequisites_another_worker_trains_come_last(tmp_path):
+    """Bench.free_first: while another worker trains a library source, the sections that need the library are
+    taken after those that do not; with nothing held, the config's order."""
+    from helpers import folder_held_by_another_process
+
+    from mtpt.bench.quality import Bench
+    from mtpt.bench.quality_config import QualityConfig, library_path
+    from mtpt.library.format import entry_folder
+
+    toy_task("v2-src-a")
+    config = QualityConfig(backbone="tiny-llama", out=str(tmp_path / "bench"), targets=["v2-src-a"], methods={
+        "spot": {"name": "spot", "target_prompt": "{target_stage1}"}, "zero_shot": {"name": "zero_shot"},
+        "pt": {"name": "pt"}})
+    config.library.sources = ["v2-src-a"]
+    bench = Bench(config)
+    assert list(bench.free_first(["spot", "zero_shot", "pt"])) == ["spot", "zero_shot", "pt"]
+    source = library_path(config) / "_runs" / entry_folder("v2-src-a", config.library.seeds[0])
+    source.parent.mkdir(parents=True)
+    with folder_held_by_another_process(source):
+        assert bench.held_elsewhere("spot") and not bench.held_elsewhere("pt")
+        assert list(bench.free_first(["spot", "zero_shot", "pt"])) == ["zero_shot", "pt", "spot"]
+
 # --- the v2 protocol end to end -------------------------------------------------------------------------------------
 @pytest.fixture
 def v2_config(tmp_path):

@@ -16,8 +16,9 @@ multiplier), ``cells``. A cell whose ``results.json`` exists is finished and ski
 is resumed by running the same command again (an unfinished cell resumes from its last checkpoint through the
 trainer). Several workers running the same command share the work: each claims a cell, a library source, a source
 stage, a search run or a gate prompt with a lock file beside its folder (``.seed-<s>.lock``) and leaves one
-another worker holds (a cell: status ``busy``; the shared work of a phase: waited for at the phase's end); the
-result tables are rewritten by one worker at a time (``.results.lock``). Every method shares steps, prompt length
+another worker holds (a cell: status ``busy``; the shared work of a phase: waited for at the phase's end, except
+that a worker with later phases to run leaves the ``sources`` phase at once and runs first the sections that do not
+need what another worker is training, :meth:`Bench.free_first`); the result tables are rewritten by one worker at a time (``.results.lock``). Every method shares steps, prompt length
 (where the method has one of its own), data, k-shot split and evaluation caps. A run folder (cell, source stage,
 search run, target stage I, library) holds a ``.gitignore`` of ``*`` until its run finishes, so ``git add <out>``
 while workers run (or after one was interrupted) commits finished runs only.
@@ -53,7 +54,7 @@ from mtpt.bench.quality_status import status_table
 from mtpt.bench.sharing import Job, share_work
 from mtpt.config import RunConfig
 from mtpt.errors import MtptError
-from mtpt.locking import exclusive, lock_path_for
+from mtpt.locking import exclusive, held_elsewhere, lock_path_for
 
 PHASES = ("sources", "gates", "grid", "cells")
 """The benchmark's phases, in the order a run without ``--phase`` goes through them."""
@@ -183,11 +184,13 @@ class Bench:
         # another worker may be training it: the runner waits for it, then reuses its work
         return str(ensure_run(run, lambda: self.backbone, hidden_from_git_until_done).folder)
 
-    def prepare_sources(self, labels: list[str]) -> None:
+    def prepare_sources(self, labels: list[str], wait: bool = True) -> None:
         """Phase ``sources``: the library (when a selected section needs it) and the selected sections' multi-task
         source stages, shared out between workers. A stage is ready once every single-source prompt is there (MPT
         distils from them), or, when its options name ``{library}`` itself (TA-LoRA's theta0 from the mixture),
-        once the whole library is: so one worker can train a stage while another trains the mixture."""
+        once the whole library is: so one worker can train a stage while another trains the mixture. With
+        ``wait=False`` the phase ends when what is left is held by other workers (the later phases then run the
+        sections that do not need it first, :meth:`free_first`)."""
         from mtpt.run_folder import is_finished
 
         if not any(needs_library(self.config.methods[label]) for label in labels):
@@ -212,7 +215,7 @@ class Bench:
         if all(job.done() for job in jobs):  # a finished benchmark: nothing is touched
             return
         with self._library_hidden_until_complete():
-            self._note("sources", share_work(jobs))
+            self._note("sources", share_work(jobs, wait=wait))
 
     # --- phase 2: the gates ---------------------------------------------------------------------------------------
     def gates(self) -> None:
@@ -241,7 +244,7 @@ class Bench:
         from mtpt.run_folder import is_finished
 
         jobs = []
-        for label in searched_labels(self.config, labels):
+        for label in self.free_first(searched_labels(self.config, labels)):
             method = self.section_method(label)
             for m in self.config.lr_grid.multipliers:
                 folder = grid_run_dir(self.config, label, m)
@@ -288,7 +291,9 @@ class Bench:
         cfg = self.config
         labels = list(methods or cfg.methods)
         if "sources" in phases:
-            self.prepare_sources(labels)
+            # with later phases to run, a worker does not wait here for a stage another worker trains: it runs
+            # the work that does not need that stage first
+            self.prepare_sources(labels, wait=not {"grid", "cells"} & set(phases))
         # without an explicit --phase, the gates wait for a selection that needs the library
         if "gates" in phases and (tuple(phases) != PHASES or any(needs_library(cfg.methods[lb]) for lb in labels)):
             self.gates()
@@ -296,7 +301,7 @@ class Bench:
             self.grid(labels)
         if "cells" not in phases:
             return self.log
-        for label in labels:
+        for label in self.free_first(labels):
             method = self.section_method(label)
             multiplier = self.multiplier(label)
             method = scale_learning_rates(method, multiplier)
@@ -306,6 +311,31 @@ class Bench:
                               else self._cell(label, method, target, seed, multiplier))
                     self.log.append({"method": label, "target": target, "seed": seed, "status": status})
         return self.log
+
+    def free_first(self, labels: list[str]) -> Iterator[str]:
+        """``labels`` in order, except that a section whose library or source stage another worker is training now
+        comes after the sections that can run at once (looked at again before each): a worker never waits for
+        another's stage while it has other work. When only such sections are left, the first is taken (and its
+        stage waited for)."""
+        left = list(labels)
+        while left:
+            label = next((lb for lb in left if not self.held_elsewhere(lb)), left[0])
+            left.remove(label)
+            yield label
+
+    def held_elsewhere(self, label: str) -> bool:
+        """Whether a prerequisite of the section (a library entry, its source stage) is unfinished and being
+        trained by another worker now."""
+        from mtpt.run_folder import is_finished
+
+        options = self.config.methods[label]
+        if not needs_library(options):
+            return False
+        folders = [job.folder for jobs in self.library_jobs() for job in jobs if not job.done()]
+        if not folders and "source_stage" in options:
+            stage = section_source_stage(self.config, options, str(library_path(self.config)))[1]
+            folders = [] if is_finished(stage) else [stage]
+        return any(held_elsewhere(lock_path_for(folder)) for folder in folders)
 
     def _note(self, kind: str, statuses: list[tuple[Path, str]]) -> None:
         for folder, status in statuses:

@@ -3,7 +3,8 @@ workers running the same command split the units between them instead of doing e
 
 A unit may depend on others (``ready``): a worker takes any unit that is ready and unclaimed; when nothing is left
 that it can take, it waits for a unit another worker holds (or, while the units left wait on others' work, polls),
-so a call returns only once every unit is done. A unit whose worker died is taken over (``flock`` locks end with
+so a call returns only once every unit is done (or, with ``wait=False``, once nothing is left that it can take
+now: a benchmark worker then moves on to work that does not need those units). A unit whose worker died is taken over (``flock`` locks end with
 their process). Used by :mod:`mtpt.bench.quality` for library sources, source stages, search runs and gate prompts.
 """
 
@@ -32,10 +33,11 @@ class Job:
     """Whether what the unit needs is finished (e.g. the mixture prompt needs every single-source prompt)."""
 
 
-def share_work(jobs: list[Job], poll_s: float = 30.0) -> list[tuple[Path, str]]:
+def share_work(jobs: list[Job], poll_s: float = 30.0, wait: bool = True) -> list[tuple[Path, str]]:
     """Do every unit of ``jobs`` that is not done and that no other worker holds, as its dependencies allow; return
     when all are done, with (folder, status) per unit: ``skipped`` (done before), ``done here`` or ``done
-    elsewhere``."""
+    elsewhere``. With ``wait=False`` it returns as soon as every unit left is held by another worker or waits on
+    such a unit; those are ``held elsewhere``."""
     status: dict[int, str] = {}
     pending = list(range(len(jobs)))
     while pending:
@@ -57,6 +59,9 @@ def share_work(jobs: list[Job], poll_s: float = 30.0) -> list[tuple[Path, str]]:
                         status[i] = "done here"
             pending.remove(i)
             progressed = True
+        if pending and not progressed and not wait:
+            status.update({i: "held elsewhere" for i in pending})
+            break
         if pending and not progressed:
             held = [jobs[i] for i in pending if jobs[i].ready()]
             if held:  # another worker's: wait for it, then look again (done, or left to us by a crash)
