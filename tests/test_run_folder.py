@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -260,6 +261,12 @@ def test_the_loss_guard_stops_divergence_and_keeps_quiet_on_noise(tmp_path):
     with pytest.raises(MtptError, match=r"diverged.*steps 1-10 is 15.43, 3\.3x the first step's 4\.7.*holds step 10"):
         for step, loss in enumerate([4.7, 12.0] + [17.2] * 10, start=1):
             guard.observe(step, loss)
+    # a transferred start that already fits its batch (issue 29's TPV on CR): noise is not divergence
+    guard = LossGuard(3.0, tmp_path / "checkpoints", lr=0.22)
+    for step, loss in enumerate([0.0717, 0.1765, 0.4978, 0.6897, 0.5822, 0.1353, 0.2114, 0.1978, 0.116, 0.3], 1):
+        guard.observe(step, loss)
+    with pytest.raises(MtptError, match=r"steps 2-11 is 3\.291, 3\.3x 1 \(the first step's 0\.0717, raised to the floor\)"):
+        guard.observe(11, 30.0)
     with pytest.raises(MtptError, match="loss became inf at step 2.*No checkpoint"):
         guard = LossGuard(None, tmp_path, lr=0.1)
         guard.observe(1, 1.0)
@@ -371,3 +378,8 @@ def test_a_finished_run_is_judged_by_its_stated_options_a_resume_by_every_resolv
     (out / "results.json").write_text("{}")
     refuse_changed_run(config)  # the stated options agree: reused
     assert recorded_changes(config) == ["method.target_init: 'mean' -> 'shared'"]  # what a resume refuses
+    # the config now names the option: the value the run resolved then is compared with it
+    named = replace(config, method={**config.method, "target_init": "shared"})
+    with pytest.raises(MtptError, match=r"another configuration .*method\.target_init: 'mean' -> 'shared'"):
+        refuse_changed_run(named)
+    refuse_changed_run(replace(config, method={**config.method, "target_init": "mean"}))  # named as it ran: reused

@@ -47,3 +47,19 @@ def test_validation():
         prompt_similarities(torch.zeros(2, 3), torch.zeros(1, 2, 4))
     with pytest.raises(ValueError, match="similarity kind"):
         prompt_similarities(torch.zeros(2, 3), torch.zeros(1, 2, 3), kind="l1")
+
+
+def test_with_one_shared_initial_prompt_the_default_compares_what_each_prompt_learned():
+    """Every library prompt starts at one P_init, which dominates the prompts' cosine: a short target run (little
+    movement) looks most like the source that moved least. The default compares the task vectors instead."""
+    from mtpt.methods.spot.config import SpotConfig
+
+    gen = torch.Generator().manual_seed(0)
+    init = torch.randn(4, 32, generator=gen, dtype=torch.float64)
+    related, unrelated = torch.randn(2, 32, generator=gen, dtype=torch.float64)
+    target = init + 0.3 * related  # a short run on the target moves a little, in the related direction
+    sources = torch.stack([init + 3.0 * related + torch.randn(4, 32, generator=gen, dtype=torch.float64),  # moved far
+                           init + 0.5 * unrelated])  # an unrelated source that moved little
+    assert best_source(target, sources) == 1  # the prompts' cosine (the SPoT paper's): the unrelated one
+    assert best_source(target - init, sources - init) == 0  # the task vectors': the related one
+    assert SpotConfig().compare == "task_vectors"

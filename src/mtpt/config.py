@@ -137,7 +137,8 @@ class TrainConfig:
     change is logged to metrics.jsonl); otherwise such a resume is refused."""
     divergence_factor: float | None = 3.0
     """Stop with an error when the mean loss of the last 10 steps exceeds this multiple of the first step's loss
-    (a diverging run: lower lr); null never stops. A non-finite loss always stops the run."""
+    (at least 1 nat: a start that already fits its batch is not a yardstick for noise; a diverging run: lower
+    lr); null never stops. A non-finite loss always stops the run."""
     compile: bool = False
     """Opt-in: run the training forward's backbone call through torch.compile (the first step compiles, minutes
     on a CPU; kernels are fused, so the numbers change in the last digits). Evaluation stays eager."""

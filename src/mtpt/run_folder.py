@@ -99,11 +99,30 @@ def refuse_changed_run(planned) -> None:
     out = Path(planned.output_dir)
     if not is_finished(out) or not (out / "config.yaml").exists():
         return
-    changed = recorded_changes(planned, resolved_options=False)
+    changed = recorded_changes(planned, resolved_options=False) + written_option_changes(planned)
     if changed:
         raise MtptError(f"{out} finished with another configuration than the one it is asked to run with now "
                         f"({'; '.join(changed)}). Delete that folder to rerun it with the current config, "
                         f"or restore the config.")
+
+
+def written_option_changes(planned) -> list[str]:
+    """``"method.option: recorded -> planned"`` for every method option that ``planned`` writes out and that differs
+    from the value the run folder's ``method_config.yaml`` recorded as resolved. A run recorded before the config
+    named an option ran with its default then: naming another value now (to choose a new default, or the opposite
+    of one) must not reuse it, while options left unnamed stay judged as written (:func:`refuse_changed_run`)."""
+    from mtpt.config import load_yaml, resolved_paths
+
+    saved_path = Path(planned.output_dir) / "method_config.yaml"
+    if not isinstance(planned.method, dict) or not saved_path.exists():
+        return []
+    saved = load_yaml(saved_path)  # {method: <name>, ...every option, resolved}
+    saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
+    recorded = resolved_paths({"method": saved})["method"]  # (the name tells which options are paths)
+    now = resolved_paths({"method": dict(planned.method)})["method"]
+    if recorded.get("name") != now.get("name"):
+        return []  # another method: config.yaml's comparison reports it
+    return [f"method.{line}" for line in changed_fields(recorded, now) if not line.startswith("name:")]
 
 
 def recorded_changes(planned, resolved_options: bool = True) -> list[str]:

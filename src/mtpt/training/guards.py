@@ -2,7 +2,8 @@
 that says which checkpoint is left and what to change.
 
 A diverging run is one whose mean loss over the last :data:`WINDOW` steps exceeds ``train.divergence_factor``
-times the loss of its first step (the loss of the starting prompt, before any update can have spoilt it). Noise
+times the loss of its first step (the loss of the starting prompt, before any update can have spoilt it), or of
+:data:`FIRST_LOSS_FLOOR` when that is lower. Noise
 cannot trip it: the window mean moves slowly, and training lowers the loss from its first value.
 """
 
@@ -19,6 +20,11 @@ from mtpt.errors import MtptError
 
 WINDOW = 10
 """Steps averaged before the loss is compared with its first value."""
+
+FIRST_LOSS_FLOOR = 1.0
+"""The first step's loss counts as at least this (nats per target token) when it is the yardstick: a start that
+already fits its batch (a transferred prompt, first loss 0.07 on 16-shot CR) would otherwise make ordinary noise
+(losses of 0.1-0.7) look like a 4x divergence. A diverging prompt's losses are several nats."""
 
 
 class LossGuard:
@@ -42,11 +48,13 @@ class LossGuard:
         if self.factor is None or len(self.recent) < WINDOW or self.first <= 0:
             return
         mean = sum(self.recent) / len(self.recent)
-        if mean > self.factor * self.first:
+        yardstick = max(self.first, FIRST_LOSS_FLOOR)
+        if mean > self.factor * yardstick:
+            first = (f"the first step's {self.first:.4g}" if self.first >= FIRST_LOSS_FLOOR else
+                     f"{FIRST_LOSS_FLOOR:g} (the first step's {self.first:.4g}, raised to the floor)")
             raise MtptError(
                 f"Training diverged: the mean loss of steps {step - WINDOW + 1}-{step} is {mean:.4g}, "
-                f"{mean / self.first:.1f}x the first step's {self.first:.4g} (train.divergence_factor "
-                f"{self.factor:g}). {self.advice()}")
+                f"{mean / yardstick:.1f}x {first} (train.divergence_factor {self.factor:g}). {self.advice()}")
 
     def advice(self) -> str:
         if self.saved_step is None:
