@@ -111,18 +111,26 @@ def written_option_changes(planned) -> list[str]:
     from the value the run folder's ``method_config.yaml`` recorded as resolved. A run recorded before the config
     named an option ran with its default then: naming another value now (to choose a new default, or the opposite
     of one) must not reuse it, while options left unnamed stay judged as written (:func:`refuse_changed_run`)."""
-    from mtpt.config import load_yaml, resolved_paths
+    from mtpt.config import resolved_paths
 
     saved_path = Path(planned.output_dir) / "method_config.yaml"
     if not isinstance(planned.method, dict) or not saved_path.exists():
         return []
-    saved = load_yaml(saved_path)  # {method: <name>, ...every option, resolved}
-    saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
-    recorded = resolved_paths({"method": saved})["method"]  # (the name tells which options are paths)
+    recorded = _recorded_options(saved_path)
     now = resolved_paths({"method": dict(planned.method)})["method"]
     if recorded.get("name") != now.get("name"):
         return []  # another method: config.yaml's comparison reports it
     return [f"method.{line}" for line in changed_fields(recorded, now) if not line.startswith("name:")]
+
+
+def _recorded_options(path: Path) -> dict[str, Any]:
+    """A run's ``method_config.yaml`` (``{method: <name>, ...every option, resolved}``) as method options with a
+    ``name``, path options made absolute (the name tells which options are paths)."""
+    from mtpt.config import load_yaml, resolved_paths
+
+    saved = load_yaml(path)
+    saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
+    return resolved_paths({"method": saved})["method"]
 
 
 def recorded_changes(planned, resolved_options: bool = True) -> list[str]:
@@ -146,9 +154,7 @@ def recorded_changes(planned, resolved_options: bool = True) -> list[str]:
                              ignore=ignore)
     if resolved_options and (out / "method_config.yaml").exists():
         spec, options = method_config(planned.method)
-        saved = load_yaml(out / "method_config.yaml")  # {method: <name>, ...every option}
-        saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
-        recorded = resolved_paths({"method": saved})["method"]
+        recorded = _recorded_options(out / "method_config.yaml")
         now = resolved_paths({"method": {"name": spec.name, **to_plain(options)}})["method"]
         changed += [f"method.{line}" for line in changed_fields(recorded, now)
                     if not line.startswith("name:")]  # a changed name is reported by config.yaml already
