@@ -63,3 +63,47 @@ def test_with_one_shared_initial_prompt_the_default_compares_what_each_prompt_le
     assert best_source(target, sources) == 1  # the prompts' cosine (the SPoT paper's): the unrelated one
     assert best_source(target - init, sources - init) == 0  # the task vectors': the related one
     assert SpotConfig().compare == "task_vectors"
+
+
+class _Library:
+    """What :func:`retrieve` reads of a source library: the prompts and the shared initial prompt."""
+
+    def __init__(self, init, prompts):
+        self.init, self.stacked = init, prompts
+        self.prompt_length, self.hidden_size = init.shape
+
+    def prompts(self, sources, seed):
+        return self.stacked
+
+    def init_prompt(self):
+        return self.init
+
+
+def _degenerate_case():
+    """The case above (one shared P_init; the unrelated source moved least) as a library."""
+    gen = torch.Generator().manual_seed(0)
+    init = torch.randn(4, 32, generator=gen, dtype=torch.float64)
+    related, unrelated = torch.randn(2, 32, generator=gen, dtype=torch.float64)
+    sources = torch.stack([init + 3.0 * related + torch.randn(4, 32, generator=gen, dtype=torch.float64),
+                           init + 0.5 * unrelated])
+    return _Library(init, sources), init + 0.3 * related
+
+
+def test_the_papers_retrieval_warns_when_the_shared_initial_prompt_decides_it():
+    from mtpt.methods.spot.config import SpotConfig
+    from mtpt.methods.spot.module import SpotRetrievalWarning, retrieve
+
+    library, target = _degenerate_case()
+    with pytest.warns(SpotRetrievalWarning, match="retrieved 'unrelated'.*would retrieve 'related'"):
+        record = retrieve(library, ["related", "unrelated"], target, SpotConfig(compare="prompts"))
+    assert record["source"] == "unrelated" and record["task_vectors_source"] == "related"
+
+
+def test_the_default_retrieval_neither_warns_nor_records_a_second_pick(recwarn):
+    from mtpt.methods.spot.config import SpotConfig
+    from mtpt.methods.spot.module import retrieve
+
+    library, target = _degenerate_case()
+    record = retrieve(library, ["related", "unrelated"], target, SpotConfig())
+    assert record["source"] == "related" and "task_vectors_source" not in record
+    assert not recwarn.list

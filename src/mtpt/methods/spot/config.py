@@ -47,7 +47,8 @@ class SpotConfig:
     compare the tuned prompts themselves (the SPoT paper's task embedding). Every library prompt starts from one
     P_init, which dominates the prompts' cosine: the source whose prompt moved least looks most similar to any
     short target run (on the issue-29 check, ag_news's prompt was retrieved for CR over SST-2's on all three
-    seeds, 0.65 against 0.64), so the default compares the task vectors."""
+    seeds, 0.65 against 0.64), so the default compares the task vectors. With prompts, a retrieval that the task
+    vectors would answer differently warns and records both picks."""
 
     def __post_init__(self) -> None:
         check_range("method.retrieval_steps", self.retrieval_steps, at_least=1)

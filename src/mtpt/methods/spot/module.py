@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import Tensor
@@ -14,6 +15,10 @@ from mtpt.library.target_run import target_prompt, target_run_prerequisite
 from mtpt.library.transfer import TransferredPrompt
 from mtpt.methods.spot.config import SpotConfig
 from mtpt.methods.spot.retrieval import best_source, prompt_similarities
+
+class SpotRetrievalWarning(UserWarning):
+    """The paper's retrieval (``compare: prompts``) picked another source than the task vectors would."""
+
 
 RETRIEVAL_DIR = "retrieval"
 """The retrieval run's key: its sub-folder of the run folder."""
@@ -55,11 +60,23 @@ def retrieve(library: SourceLibrary, sources: list[str], target: Tensor, config:
             f"The target prompt has shape {tuple(target.shape)}; the library's prompts are "
             f"({library.prompt_length}, {library.hidden_size})."
         )
-    candidates = library.prompts(sources, config.source_seed)
+    prompts, init = library.prompts(sources, config.source_seed).float(), library.init_prompt().float()
+    vectors, target_vector = prompts - init, target.float() - init
+    vectors_pick = best_source(target_vector, vectors, config.similarity)
     if config.compare == "task_vectors":
-        init = library.init_prompt()
-        candidates, target = candidates - init, target - init
-    similarities = prompt_similarities(target.float(), candidates, config.similarity)
-    index = best_source(target.float(), candidates, config.similarity)
-    return {"method": "spot", "mode": "retrieve", "source": sources[index], "similarity": config.similarity,
-            "compare": config.compare, "similarities": dict(zip(sources, similarities.tolist()))}
+        candidates, query = vectors, target_vector
+    else:
+        candidates, query = prompts, target.float()
+    similarities = prompt_similarities(query, candidates, config.similarity)
+    index = best_source(query, candidates, config.similarity)
+    record = {"method": "spot", "mode": "retrieve", "source": sources[index], "similarity": config.similarity,
+              "compare": config.compare, "similarities": dict(zip(sources, similarities.tolist()))}
+    if index != vectors_pick:
+        # compare: prompts only: every library prompt starts from one shared P_init, so the prompts' similarity
+        # can be carried by P_init (the source that moved least looks closest) rather than by what was learned
+        record["task_vectors_source"] = sources[vectors_pick]
+        warnings.warn(f"SPoT (compare: prompts) retrieved {sources[index]!r}; comparing what the prompts learned "
+                      f"(compare: task_vectors, the default) would retrieve {sources[vectors_pick]!r}. The prompts "
+                      "share the library's initial prompt, which can dominate their similarity.",
+                      SpotRetrievalWarning, stacklevel=2)
+    return record
