@@ -90,6 +90,26 @@ def test_score_last_scores_the_last_steps_model_besides_the_best_checkpoint(tmp_
     assert "final_last" not in json.loads((tmp_path / "plain" / "run" / "results.json").read_text())
 
 
+def test_score_last_scores_once_when_the_best_checkpoint_is_the_last_step(tmp_path, monkeypatch):
+    """When the last validation is the best one, best and last are the same model: its test set is scored once,
+    and both records hold what a fresh evaluation of the best checkpoint gives."""
+    from dataclasses import replace
+
+    import mtpt.training.loop as loop
+
+    calls = []
+    real = loop.evaluate_sets
+    monkeypatch.setattr(loop, "evaluate_sets", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = toy_config(tmp_path, steps=30, lr=0.3, eval_every=30)  # learns: step 30 beats step 0
+    config = replace(config, eval=replace(config.eval, final_splits=["test"], score_last=True))
+    result = train(config)
+    assert result.best_step == 30
+    assert len(calls) == 2 + 1  # steps 0 and 30, and one test pass for both records
+    assert result.final["test"] == result.final_last["test"]
+    fresh = evaluate_run(tmp_path / "run", which="best", splits=["test"])["test"]["toy-sentiment"]
+    assert fresh == pytest.approx(result.final["test"]["toy-sentiment"])
+
+
 def test_a_run_without_a_checkpoint_starts_its_log_anew(tmp_path):
     """A run folder whose checkpoints are gone (e.g. a recorded run without them) retrains from step 0; the
     stale log lines of the earlier attempt must not stay mixed into the new log."""

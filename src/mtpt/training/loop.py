@@ -307,6 +307,10 @@ class Trainer:
                 # multi-task source stage) would only reproduce the numbers it was saved with.
                 result.final[split] = best_meta["validation"]
                 continue
+            if last is not None and best.exists() and self.best_step == self.step:
+                # The best checkpoint is the model after the last step, which score_last has just scored.
+                result.final[split] = last[split]
+                continue
             sets = self.eval_sets if split == "validation" else load_eval_sets(self.parts, split)
             result.final[split] = evaluate_sets(self.unwrapped, self.parts, sets, self.acc)
         leakage = leakage_report(self.parts)  # None unless the run has sources
