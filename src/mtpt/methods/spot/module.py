@@ -15,6 +15,8 @@ from mtpt.library.target_run import target_prompt, target_run_prerequisite
 from mtpt.library.transfer import TransferredPrompt
 from mtpt.methods.spot.config import SpotConfig
 from mtpt.methods.spot.retrieval import best_source, prompt_similarities
+from mtpt.similarity import first_argmax
+
 
 class SpotRetrievalWarning(UserWarning):
     """The paper's retrieval (``compare: prompts``) picked another source than the task vectors would."""
@@ -62,13 +64,14 @@ def retrieve(library: SourceLibrary, sources: list[str], target: Tensor, config:
         )
     prompts, init = library.prompts(sources, config.source_seed).float(), library.init_prompt().float()
     vectors, target_vector = prompts - init, target.float() - init
-    vectors_pick = best_source(target_vector, vectors, config.similarity)
     if config.compare == "task_vectors":
         candidates, query = vectors, target_vector
     else:
         candidates, query = prompts, target.float()
     similarities = prompt_similarities(query, candidates, config.similarity)
-    index = best_source(query, candidates, config.similarity)
+    index = first_argmax(similarities)
+    vectors_pick = index if config.compare == "task_vectors" else best_source(target_vector, vectors,
+                                                                              config.similarity)
     record = {"method": "spot", "mode": "retrieve", "source": sources[index], "similarity": config.similarity,
               "compare": config.compare, "similarities": dict(zip(sources, similarities.tolist()))}
     if index != vectors_pick:
