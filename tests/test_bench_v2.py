@@ -218,6 +218,38 @@ def test_sections_whose_prerequisites_another_worker_trains_come_last(tmp_path):
         assert bench.held_elsewhere("spot") and not bench.held_elsewhere("pt")
         assert list(bench.free_first(["spot", "zero_shot", "pt"])) == ["zero_shot", "pt", "spot"]
 
+def test_gates_wait_for_a_library_another_worker_trains_only_when_nothing_else_can_run(tmp_path, monkeypatch):
+    """Bench.run: with the cells to run, the gates of a library another worker is training come just before the
+    first section that needs the library (zero-shot and PT cells first); with nothing held, or with the gates as
+    the last phase, they come first."""
+    from helpers import folder_held_by_another_process
+
+    from mtpt.bench.quality import Bench
+    from mtpt.bench.quality_config import QualityConfig, library_path
+    from mtpt.library.format import entry_folder
+
+    toy_task("v2-src-a")
+    config = QualityConfig(backbone="tiny-llama", out=str(tmp_path / "bench"), targets=["v2-src-a"], seeds=[1],
+                           methods={"spot": {"name": "spot"}, "pt": {"name": "pt"}})
+    config.library.sources = ["v2-src-a"]
+
+    def order(phases) -> list[str]:
+        bench, calls = Bench(config), []
+        monkeypatch.setattr(bench, "gates", lambda: calls.append("gates"))
+        monkeypatch.setattr(bench, "ensure_library", lambda: calls.append("library") or "lib")
+        monkeypatch.setattr(bench, "multiplier", lambda label: 1.0)
+        monkeypatch.setattr(bench, "_cell", lambda label, *args: calls.append(label) or "done here")
+        bench.run(phases=phases)
+        return calls
+
+    assert order(("gates", "cells")) == ["gates", "library", "spot", "pt"]
+    source = library_path(config) / "_runs" / entry_folder("v2-src-a", config.library.seeds[0])
+    source.parent.mkdir(parents=True)
+    with folder_held_by_another_process(source):
+        assert order(("gates", "cells")) == ["pt", "library", "gates", "spot"]
+        assert order(("gates",)) == ["gates"]
+
+
 # --- the v2 protocol end to end -------------------------------------------------------------------------------------
 @pytest.fixture
 def v2_config(tmp_path):

@@ -18,7 +18,8 @@ trainer). Several workers running the same command share the work: each claims a
 stage, a search run or a gate prompt with a lock file beside its folder (``.seed-<s>.lock``) and leaves one
 another worker holds (a cell: status ``busy``; the shared work of a phase: waited for at the phase's end, except
 that a worker with later phases to run leaves the ``sources`` phase at once and runs first the sections that do not
-need what another worker is training, :meth:`Bench.free_first`); the result tables are rewritten by one worker at a time (``.results.lock``). Every method shares steps, prompt length
+need what another worker is training, :meth:`Bench.free_first`, and runs the gates of a library another worker is
+still training just before its first section that needs the library); the result tables are rewritten by one worker at a time (``.results.lock``). Every method shares steps, prompt length
 (where the method has one of its own), data, k-shot split and evaluation caps. A run folder (cell, source stage,
 search run, target stage I, library) holds a ``.gitignore`` of ``*`` until its run finishes, so ``git add <out>``
 while workers run (or after one was interrupted) commits finished runs only.
@@ -66,6 +67,7 @@ class Bench:
         self.config = config
         self._backbone = backbone
         self.log: list[dict[str, Any]] = []
+        self._gates_due = False  # set by run() when its phases include the gates and they have not run yet
 
     @property
     def backbone(self):
@@ -235,6 +237,8 @@ class Bench:
         options = cfg.methods[label]
         # zero-shot and PT from a vocabulary init need no source library: their cells run before it exists
         library = self.ensure_library() if needs_library(options) else ""
+        if library:  # gates deferred while another worker trained the library run before the sections that use it
+            self.run_due_gates()
         source_run = self.ensure_source_stage(label, options, library) if "source_stage" in options else ""
         return own_prompt_length(fill_options(options, library, source_run), cfg.prompt_length)
 
@@ -295,12 +299,28 @@ class Bench:
             # the work that does not need that stage first
             self.prepare_sources(labels, wait=not {"grid", "cells"} & set(phases))
         # without an explicit --phase, the gates wait for a selection that needs the library
-        if "gates" in phases and (tuple(phases) != PHASES or any(needs_library(cfg.methods[lb]) for lb in labels)):
-            self.gates()
+        self._gates_due = "gates" in phases and (tuple(phases) != PHASES or
+                                                  any(needs_library(cfg.methods[lb]) for lb in labels))
+        # with later phases to run, a worker does not wait for the library another worker is still training: the
+        # gates come just before the first section that needs the library (section_method), or at the end
+        if self._gates_due and not ({"grid", "cells"} & set(phases) and self.library_held_elsewhere()):
+            self.run_due_gates()
         if "grid" in phases:
             self.grid(labels)
-        if "cells" not in phases:
-            return self.log
+        if "cells" in phases:
+            self.cells(labels, targets, seeds)
+        self.run_due_gates()
+        return self.log
+
+    def run_due_gates(self) -> None:
+        """The gates phase, if this run has it and has not run it yet."""
+        if self._gates_due:
+            self._gates_due = False
+            self.gates()
+
+    def cells(self, labels: list[str], targets=None, seeds=None) -> None:
+        """Phase ``cells``: every selected cell, skipped when finished or held by another worker."""
+        cfg = self.config
         for label in self.free_first(labels):
             method = self.section_method(label)
             multiplier = self.multiplier(label)
@@ -310,7 +330,6 @@ class Bench:
                     status = ("left-out" if self.left_out(label, target)  # its source did not learn
                               else self._cell(label, method, target, seed, multiplier))
                     self.log.append({"method": label, "target": target, "seed": seed, "status": status})
-        return self.log
 
     def free_first(self, labels: list[str]) -> Iterator[str]:
         """``labels`` in order, except that a section whose library or source stage another worker is training now
@@ -331,11 +350,19 @@ class Bench:
         options = self.config.methods[label]
         if not needs_library(options):
             return False
-        folders = [job.folder for jobs in self.library_jobs() for job in jobs if not job.done()]
+        folders = self.unfinished_library_entries()
         if not folders and "source_stage" in options:
             stage = section_source_stage(self.config, options, str(library_path(self.config)))[1]
             folders = [] if is_finished(stage) else [stage]
         return any(held_elsewhere(lock_path_for(folder)) for folder in folders)
+
+    def unfinished_library_entries(self) -> list[Path]:
+        """The folders of the library entries (single sources, the mixture) not trained yet."""
+        return [job.folder for jobs in self.library_jobs() for job in jobs if not job.done()]
+
+    def library_held_elsewhere(self) -> bool:
+        """Whether an unfinished library entry (a single source, the mixture) is being trained by another worker."""
+        return any(held_elsewhere(lock_path_for(folder)) for folder in self.unfinished_library_entries())
 
     def _note(self, kind: str, statuses: list[tuple[Path, str]]) -> None:
         for folder, status in statuses:
