@@ -25,10 +25,11 @@ def relative_move(run_dir: Path, backbone) -> float:
     import torch
     from safetensors.torch import load_file
 
-    from mtpt.config import load_yaml, run_config_from_dict
+    from mtpt.config import run_config_from_dict
+    from mtpt.run_folder import read_run_config
     from mtpt.runtime import build_run
 
-    config = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
+    config = run_config_from_dict(read_run_config(run_dir))
     parts = build_run(config, backbone)  # the builder seeds the init with train.seed, as the run did
     start = parts.model.method.prompt.detach()
     last = load_file(str(run_dir / "checkpoints" / "last" / "method.safetensors"))["prompt"]

@@ -3,10 +3,11 @@
     python benchmarks/rerun_cells.py OUT CELL [CELL ...]
 
 Each CELL is a finished cell folder (``benchmarks/results/<bench>/cells/<method>/<target>/seed-<s>``); it is
-trained again with ``mtpt train CELL/config.yaml --method <CELL/method_config.yaml> --output_dir
-OUT/<method>-<target>-seed-<s>`` (run from the repository root, so the recorded relative paths to the library,
-source stages and target stage-I runs resolve): the method options are the resolved ones the cell recorded, so a
-default changed since (a target initialisation, say) does not change the rerun. Its final scores are printed next
+trained again with ``mtpt train`` on the cell's ``config.yaml`` and the method options of its ``method_config.yaml``,
+into ``OUT/<method>-<target>-seed-<s>``. Run it from the repository root: paths the cell recorded relative to
+itself (``../../../../library``) are read against the cell folder, older ones (``benchmarks/results/...``) against
+the working folder. The method options are the resolved ones the cell recorded, so a default changed since (a
+target initialisation, say) does not change the rerun. Its final scores are printed next
 to the recorded ones. Exit status 1 when a score differs. Use one torch
 thread (``OMP_NUM_THREADS=1``) to match cells recorded with one.
 """
@@ -24,18 +25,31 @@ def final_scores(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def recorded_method(cell: Path) -> dict:
-    """The cell's method section with every option resolved as it ran (``method_config.yaml``)."""
+    """The cell's method section with every option resolved as it ran (``method_config.yaml``), its paths absolute."""
     import yaml
 
+    from mtpt.run_folder import located_paths
+
     resolved = yaml.safe_load((cell / "method_config.yaml").read_text())
-    return {"name": resolved.pop("method"), **resolved}
+    return located_paths({"method": {"name": resolved.pop("method"), **resolved}}, cell)["method"]
+
+
+def recorded_config(cell: Path, into: Path) -> Path:
+    """The cell's ``config.yaml`` with its paths absolute, written to ``into`` (for ``mtpt train``)."""
+    from mtpt.config import dump_yaml
+    from mtpt.run_folder import read_run_config
+
+    into.parent.mkdir(parents=True, exist_ok=True)
+    dump_yaml(read_run_config(cell), into)
+    return into
 
 
 def rerun(cell: Path, out: Path) -> bool:
     seed, target, method = cell.parts[-1], cell.parts[-2], cell.parts[-3]
     run_dir = out / f"{method}-{target}-{seed}"
     if not (run_dir / "results.json").exists():
-        subprocess.run([sys.executable, "-m", "mtpt.cli", "train", str(cell / "config.yaml"),
+        config = recorded_config(cell, out / f"{method}-{target}-{seed}.config.yaml")
+        subprocess.run([sys.executable, "-m", "mtpt.cli", "train", str(config),
                         "--method", json.dumps(recorded_method(cell)), "--output_dir", str(run_dir)], check=True)
     recorded, again = final_scores(cell), final_scores(run_dir)
     same = True

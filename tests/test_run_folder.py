@@ -249,6 +249,104 @@ def test_recorded_benchmark_run_folders_stay_readable():
     assert read_prompt(stage1[0]).isfinite().all()
 
 
+# --- paths a run folder records ---------------------------------------------------------------------------------
+def test_a_run_folder_records_project_paths_relative_to_itself_and_others_absolute(tmp_path, monkeypatch):
+    """A project (a repository with its recorded runs) moved or cloned elsewhere keeps its runs comparable."""
+    import yaml
+
+    from mtpt.config import DataConfig, RunConfig, method_config
+    from mtpt.run_folder import read_run_config, recorded_changes, refuse_changed_run, write_run_config
+    from helpers import toy_task
+
+    project, data = tmp_path / "project", tmp_path / "data"
+    for folder in (project / "lib", project / "runs" / "cell", data):
+        folder.mkdir(parents=True)
+    monkeypatch.chdir(project)
+    toy_task()
+
+    def planned(library: str = "lib") -> RunConfig:
+        return RunConfig(backbone="tiny-llama", tasks=["toy-sentiment"],
+                         method={"name": "attempt", "source_library": library},
+                         data=DataConfig(data_root=str(data)), output_dir="runs/cell")
+
+    config = planned()
+    write_run_config(project / "runs" / "cell", config, "attempt", method_config(config.method)[1])
+    written = yaml.safe_load((project / "runs" / "cell" / "config.yaml").read_text())
+    assert written["method"]["source_library"] == "../../lib"
+    assert written["data"]["data_root"] == str(data)  # outside the project: absolute
+    assert yaml.safe_load((project / "runs" / "cell" / "method_config.yaml").read_text())["source_library"] == \
+        "../../lib"
+    (project / "runs" / "cell" / "results.json").write_text("{}")
+
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    monkeypatch.chdir(tmp_path)  # read from another working folder
+    assert read_run_config(moved / "runs" / "cell")["method"]["source_library"] == str(moved / "lib")
+    monkeypatch.chdir(moved)  # re-planned in the moved project, as a benchmark in a fresh clone is
+    assert recorded_changes(planned()) == []
+    refuse_changed_run(planned())
+    with pytest.raises(MtptError, match="method.source_library"):
+        refuse_changed_run(planned("other"))
+
+
+def test_a_trained_run_whose_init_lies_in_its_project_loads_after_the_project_moved(tmp_path, monkeypatch):
+    from mtpt.runs import export_run, load_run
+
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    train(toy_config(Path("a"), steps=3))
+    export_run("a/run", "prompts/a.safetensors", fmt="prompt")
+    second = toy_config(Path("b"), steps=3)
+    second.method = {"name": "pt", "prompt_length": 4, "init": "from_file", "init_path": "prompts/a.safetensors"}
+    train(second)
+    assert "init_path: ../../prompts/a.safetensors" in (project / "b" / "run" / "config.yaml").read_text()
+
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    monkeypatch.chdir(tmp_path)
+    parts = load_run(moved / "b" / "run")  # builds the method, which reads its init from the moved first run
+    assert parts.config.method["init_path"] == str(moved / "prompts" / "a.safetensors")
+    trained = load_file(str(moved / "b" / "run" / "checkpoints" / "best" / "method.safetensors"))["prompt"]
+    assert torch.equal(parts.model.method.prompt.detach(), trained)
+
+
+def test_portable_records_rewrites_absolute_project_paths_and_nothing_else(tmp_path, monkeypatch):
+    """benchmarks/portable_records.py: a run recorded with absolute paths (as mtpt wrote them on 2026-12-04/05)."""
+    import importlib.util
+
+    import yaml
+
+    from mtpt.config import RunConfig, method_config, to_plain
+    from mtpt.run_folder import recorded_changes
+    from helpers import toy_task
+
+    spec = importlib.util.spec_from_file_location("portable_records", REPO / "benchmarks" / "portable_records.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(tmp_path)
+    toy_task()
+    (tmp_path / "lib").mkdir()
+    run = tmp_path / "runs" / "cell"
+    run.mkdir(parents=True)
+    planned = RunConfig(backbone="tiny-llama", tasks=["toy-sentiment"],
+                        method={"name": "attempt", "source_library": "lib"}, output_dir="runs/cell")
+    (run / "config.yaml").write_text(yaml.safe_dump(to_plain(planned)))  # paths absolute, as written then
+    options = {"method": "attempt", **to_plain(method_config(planned.method)[1])}
+    (run / "method_config.yaml").write_text(yaml.safe_dump(options))
+    (run / "results.json").write_text("{}")
+    assert recorded_changes(planned) == []
+
+    assert script.portable(run) == ["config.yaml", "method_config.yaml"]
+    config, written = yaml.safe_load((run / "config.yaml").read_text()), yaml.safe_load(
+        (run / "method_config.yaml").read_text())
+    assert config["method"]["source_library"] == written["source_library"] == "../../lib"
+    assert {k: v for k, v in written.items() if k != "source_library"} == \
+        {k: v for k, v in options.items() if k != "source_library"}
+    assert recorded_changes(planned) == []
+    assert script.portable(run) == []  # once is enough
+
+
 # --- guards -------------------------------------------------------------------------------------------------------
 def test_the_loss_guard_stops_divergence_and_keeps_quiet_on_noise(tmp_path):
     from mtpt.training.guards import LossGuard

@@ -7,15 +7,17 @@ the command line with a dotted flag (``--train.lr 0.01``). The ``method`` sectio
 Every value is checked when a config object is made (``__post_init__``: at parse time, and for configs built in
 code), so a bad value fails before a run creates anything, with a message naming the field and what is allowed.
 Paths (task specs, a local backbone folder, ``data.data_root`` and the method options declared with
-:func:`path_option`) are stored absolute, so a run folder's ``config.yaml`` reads the same files from any working
-folder; :func:`resolved_paths` does the same to a recorded config before two configs are compared.
+:func:`path_option`) are made absolute when a config object is made, so a run started from any working folder
+reads the files its config named from where it was given; :func:`resolved_paths` does the same to a recorded config
+before two configs are compared. A run folder records them relative to itself where it can
+(:func:`mtpt.run_folder.write_run_config`), so that a project moved or cloned whole keeps its runs usable.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from jsonargparse import ArgumentParser, set_parsing_settings
@@ -335,27 +337,35 @@ def resolved_paths(plain: dict[str, Any]) -> dict[str, Any]:
     """A run config in plain form (a config.yaml) with every path-like value made absolute against the current
     folder: task specs, a local backbone folder, data.data_root and the method's :func:`path_option` options.
     Registered task names, backbone aliases and hub ids stay as they are."""
+    return map_paths(plain, resolve_path)
+
+
+def map_paths(plain: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """``plain`` (a run config in plain form, or a part of one) with ``change`` applied to every path value: task
+    specs, a local backbone folder (one that exists, or is named ``./...`` or ``../...``), ``data.data_root`` and
+    the method's :func:`path_option` options. Registered task names, backbone aliases and hub ids are not paths."""
     from mtpt.registry import list_methods
     from mtpt.tasks import list_tasks
 
     out = dict(plain)
     registered = {task.name for task in list_tasks()}
     if isinstance(out.get("tasks"), list):
-        out["tasks"] = [resolve_path(t) if isinstance(t, str) and t not in registered
+        out["tasks"] = [change(t) if isinstance(t, str) and t not in registered
                         and (_is_path_like(t) or Path(t).is_file()) else t for t in out["tasks"]]
     backbone = out.get("backbone")
-    if isinstance(backbone, str) and backbone and Path(backbone).expanduser().exists():
+    if isinstance(backbone, str) and backbone and (backbone.startswith(("./", "../"))
+                                                   or Path(backbone).expanduser().exists()):
         from mtpt.backbones import ALIASES  # only now: it imports transformers
 
         if backbone not in ALIASES:  # an alias wins over a folder of the same name, as load_backbone decides
-            out["backbone"] = resolve_path(backbone)
+            out["backbone"] = change(backbone)
     if isinstance(out.get("data"), dict) and out["data"].get("data_root"):
-        out["data"] = {**out["data"], "data_root": resolve_path(out["data"]["data_root"])}
+        out["data"] = {**out["data"], "data_root": change(out["data"]["data_root"])}
     method = out.get("method")
     specs = {spec.name: spec for spec in list_methods()}
     if isinstance(method, dict) and method.get("name") in specs:
         paths = {f.name for f in fields(specs[method["name"]].config_cls) if f.metadata.get(PATH_OPTION)}
-        out["method"] = {k: resolve_path(v) if k in paths else v for k, v in method.items()}
+        out["method"] = {k: change(v) if k in paths and isinstance(v, str) and v else v for k, v in method.items()}
     return out
 
 
@@ -410,6 +420,6 @@ def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
 
 __all__ = [
     "DataConfig", "EvalConfig", "RunConfig", "TrainConfig", "asdict", "config_parser", "dump_yaml", "load_yaml",
-    "method_config", "parse_config", "parse_run_config", "path_option", "resolved_paths", "run_config_from_dict",
-    "to_plain", "validate",
+    "map_paths", "method_config", "parse_config", "parse_run_config", "path_option", "resolved_paths",
+    "run_config_from_dict", "to_plain", "validate",
 ]

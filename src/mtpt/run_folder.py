@@ -8,6 +8,7 @@ benchmarks compare configs with :func:`refuse_changed_run`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from mtpt.errors import MtptError
 from mtpt.loading import read_json, read_tensors
 from mtpt.training.checkpoint import METHOD_STATE, METHOD_WEIGHTS, read_meta
 
-__all__ = ["BOOKKEEPING_FIELDS", "RunCheckpoint", "changed_fields", "is_finished", "kept_checkpoint",
-           "read_run_checkpoint", "recorded_changes", "refuse_changed_run"]
+__all__ = ["BOOKKEEPING_FIELDS", "RunCheckpoint", "changed_fields", "is_finished", "kept_checkpoint", "located_paths",
+           "portable_paths", "read_run_checkpoint", "read_run_config", "recorded_changes", "refuse_changed_run",
+           "write_run_config"]
 
 RESULTS = "results.json"
 
@@ -130,27 +132,28 @@ def _recorded_options(path: Path) -> dict[str, Any]:
 
     saved = load_yaml(path)
     saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
-    return resolved_paths({"method": saved})["method"]
+    return resolved_paths(located_paths({"method": saved}, path.parent))["method"]
 
 
 def recorded_changes(planned, resolved_options: bool = True) -> list[str]:
     """``"field: recorded -> planned"`` for every field that alters what is trained or measured in which
     ``planned`` differs from the run folder's own ``config.yaml`` (and, where recorded, the method's resolved
     options in ``method_config.yaml``, unless ``resolved_options`` is false: a resume compares them, so that a run
-    is never continued under a default that changed since). Paths are compared resolved on both sides, so a recorded relative path and
-    the same file named absolutely agree. Not compared: ``output_dir`` (a moved folder holds the same run), the
+    is never continued under a default that changed since). Paths are compared resolved on both sides (a recorded ``./`` or ``../`` path
+    against the run folder, see :func:`write_run_config`), so a recorded relative path and the same file named
+    absolutely agree. Not compared: ``output_dir`` (a moved folder holds the same run), the
     fields of :data:`BOOKKEEPING_FIELDS`, fields only one side has (added to mtpt later), and, for a run that
     trained nothing (no checkpoints: zero-shot), the training loop's fields except the precision its evaluation
     ran in."""
     from dataclasses import fields
 
-    from mtpt.config import TrainConfig, load_yaml, method_config, resolved_paths, to_plain
+    from mtpt.config import TrainConfig, method_config, resolved_paths, to_plain
 
     out = Path(planned.output_dir)
     ignore = BOOKKEEPING_FIELDS
     if not (out / "checkpoints").exists():
         ignore = ignore | {f"train.{f.name}" for f in fields(TrainConfig) if f.name != "precision"}
-    changed = changed_fields(resolved_paths(load_yaml(out / "config.yaml")), resolved_paths(to_plain(planned)),
+    changed = changed_fields(resolved_paths(read_run_config(out)), resolved_paths(to_plain(planned)),
                              ignore=ignore)
     if resolved_options and (out / "method_config.yaml").exists():
         spec, options = method_config(planned.method)
@@ -172,3 +175,61 @@ def changed_fields(recorded: Any, planned: Any, path: str = "", ignore: frozense
                 for line in changed_fields(recorded[key], planned[key], f"{path}.{key}" if path else str(key),
                                            ignore)]
     return [] if recorded == planned else [f"{path}: {recorded!r} -> {planned!r}"]
+
+
+# --- the config a run folder records ------------------------------------------------------------------------------
+RUN_RELATIVE = ("./", "../")
+"""How a recorded path relative to its run folder starts. Other relative paths in a recorded config (runs written
+before mtpt recorded paths this way) are relative to the working folder, as in any config file."""
+
+
+def write_run_config(run_dir: str | Path, config, method: str, options) -> None:
+    """Write a run's ``config.yaml`` (the :class:`~mtpt.config.RunConfig` as planned) and ``method_config.yaml``
+    (every option of ``method`` as resolved, ``options`` its config object) into ``run_dir``, paths written by
+    :func:`portable_paths`."""
+    from mtpt.config import dump_yaml, to_plain
+
+    run_dir = Path(run_dir)
+    dump_yaml(portable_paths(to_plain(config), run_dir), run_dir / "config.yaml")
+    recorded = portable_paths({"method": {"name": method, **to_plain(options)}}, run_dir)["method"]
+    dump_yaml({"method": recorded.pop("name"), **recorded}, run_dir / "method_config.yaml")
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's ``config.yaml`` in plain form, its paths relative to the folder made absolute
+    (:func:`located_paths`): ready for :func:`mtpt.config.run_config_from_dict` from any working folder."""
+    from mtpt.config import load_yaml
+
+    return located_paths(load_yaml(Path(run_dir) / "config.yaml"), run_dir)
+
+
+def portable_paths(plain: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """A run config in plain form (paths absolute) as its run folder records it: a path inside the working folder,
+    when the run folder is inside it too, is written relative to the run folder (``./...`` or ``../...``), so that
+    a project folder moved or cloned whole (a repository with its recorded benchmark runs) still finds what its runs
+    name; other paths stay absolute (data or a model elsewhere on the machine)."""
+    from mtpt.config import map_paths
+
+    root, home = Path.cwd().resolve(), Path(run_dir).resolve()
+    if not home.is_relative_to(root):
+        return plain
+
+    def relative(value: str) -> str:
+        path = Path(value)
+        if not path.is_absolute() or not path.is_relative_to(root):
+            return value
+        written = Path(os.path.relpath(path, home)).as_posix()
+        return written if written == ".." or written.startswith("../") else f"./{written}"
+
+    return map_paths(plain, relative)
+
+
+def located_paths(plain: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """The inverse of :func:`portable_paths` for a config read from ``run_dir``: every ``./`` or ``../`` path made
+    absolute against the run folder. Other relative paths (written before runs recorded their paths relative to
+    themselves) are left to be read against the working folder."""
+    from mtpt.config import map_paths, resolve_path
+
+    home = Path(run_dir)
+    return map_paths(plain, lambda value: resolve_path(str(home / value)) if value.startswith(RUN_RELATIVE)
+                     else value)

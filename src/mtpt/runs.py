@@ -7,12 +7,13 @@ from pathlib import Path
 
 from mtpt.atomic import atomic_write_text
 from mtpt.backbones import Backbone, local_reference
-from mtpt.config import DataConfig, RunConfig, load_yaml, run_config_from_dict, validate
+from mtpt.config import DataConfig, RunConfig, run_config_from_dict, validate
 from mtpt.errors import MtptError
 from mtpt.contract import ExtraState, TaskPrompts
 from mtpt.peft_io import export_peft_prompt
 from mtpt.precision import make_accelerator
 from mtpt.prompt_io import save_prompt
+from mtpt.run_folder import read_run_config
 from mtpt.runner import build
 from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import load_method_state
@@ -40,7 +41,7 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
     if not config_path.exists():
         raise MtptError(f"{run_dir} has no config.yaml: not a folder written by `mtpt train`.")
     try:
-        config = run_config_from_dict(load_yaml(config_path))
+        config = run_config_from_dict(read_run_config(run_dir))
     except MtptError as err:
         message = str(err)
         raise MtptError(message if str(config_path) in message else f"{config_path}: {message}") from None

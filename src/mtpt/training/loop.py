@@ -25,11 +25,12 @@ from mtpt import faults
 from mtpt.atomic import atomic_write_text
 from mtpt.backbones import embedding_rms
 from mtpt.batching import pad_batch
-from mtpt.config import dump_yaml, to_plain, validate
+from mtpt.config import validate
 from mtpt.errors import MtptError
 from mtpt.contract import ParamGroups
 from mtpt.model import SoftPromptModel
 from mtpt.precision import make_accelerator
+from mtpt.run_folder import write_run_config
 from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
                                      save_checkpoint)
@@ -337,9 +338,7 @@ class Trainer:
     def _prepare_run_dir(self) -> None:
         if self.acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            dump_yaml(to_plain(self.cfg), self.run_dir / "config.yaml")
-            resolved = {"method": self.parts.spec.name, **to_plain(self.parts.method_config)}
-            dump_yaml(resolved, self.run_dir / "method_config.yaml")
+            write_run_config(self.run_dir, self.cfg, self.parts.spec.name, self.parts.method_config)
             groups = [{"name": g.get("name"), "lr": g.get("initial_lr", g["lr"]), "weight_decay": g["weight_decay"],
                        "parameters": sum(p.numel() for p in g["params"])} for g in self.optimizer.param_groups]
             atomic_write_text(self.run_dir / "param_groups.json", json.dumps(groups, indent=1))
@@ -371,8 +370,7 @@ def evaluate_untrained(parts: RunParts) -> TrainResult:
              for split in parts.config.eval.final_splits}
     if acc.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_yaml(to_plain(parts.config), run_dir / "config.yaml")
-        dump_yaml({"method": parts.spec.name, **to_plain(parts.method_config)}, run_dir / "method_config.yaml")
+        write_run_config(run_dir, parts.config, parts.spec.name, parts.method_config)
         summary = {"best_step": 0, "best_metric": None, "final": final,
                    **({"final_last": final} if parts.config.eval.score_last else {}),  # one model: last = best
                    "environment": run_environment(acc.num_processes, acc.mixed_precision)}

@@ -102,14 +102,13 @@ def _search(parts, method, candidates) -> GridResult:
 
 
 def _write_run(parts, method, result: GridResult, precision: str) -> None:
-    from mtpt.config import dump_yaml, to_plain
+    from mtpt.run_folder import write_run_config
     from mtpt.training.checkpoint import environment_versions, run_environment, save_checkpoint
     from mtpt.training.evaluate import leakage_report
 
     run_dir, config = result.run_dir, parts.config
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_yaml(to_plain(config), run_dir / "config.yaml")
-    dump_yaml({"method": parts.spec.name, **to_plain(parts.method_config)}, run_dir / "method_config.yaml")
+    write_run_config(run_dir, config, parts.spec.name, parts.method_config)
     meta = {"format": 1, "method": parts.spec.name, "backbone": parts.backbone.name,
             "weights_hash": parts.backbone.weights_hash, "tasks": parts.task_names, "seed": config.train.seed,
             "step": 0, "best_step": 0, "best_metric": result.best_metric,
