@@ -20,7 +20,7 @@ from pathlib import Path
 def portable(run_dir: Path) -> list[str]:
     """Rewrite ``run_dir``'s two config files where a path changes; the names of the files rewritten."""
     from mtpt.config import dump_yaml, load_yaml, resolved_paths
-    from mtpt.run_folder import located_paths, portable_paths, read_run_config
+    from mtpt.run_folder import portable_paths, read_recorded_method, read_run_config, write_recorded_method
 
     changed = []
     plain = read_run_config(run_dir)
@@ -31,11 +31,8 @@ def portable(run_dir: Path) -> list[str]:
     options_file = run_dir / "method_config.yaml"
     if options_file.exists():
         saved = load_yaml(options_file)
-        method = {"method": {"name": saved["method"], **{k: v for k, v in saved.items() if k != "method"}}}
-        options = portable_paths(resolved_paths(located_paths(method, run_dir)), run_dir)["method"]
-        rewritten = {"method": options.pop("name"), **options}
-        if rewritten != saved:
-            dump_yaml(rewritten, options_file)
+        write_recorded_method(run_dir, resolved_paths({"method": read_recorded_method(run_dir)})["method"])
+        if load_yaml(options_file) != saved:
             changed.append("method_config.yaml")
     return changed
 

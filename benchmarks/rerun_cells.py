@@ -26,12 +26,9 @@ def final_scores(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
 
 def recorded_method(cell: Path) -> dict:
     """The cell's method section with every option resolved as it ran (``method_config.yaml``), its paths absolute."""
-    import yaml
+    from mtpt.run_folder import read_recorded_method
 
-    from mtpt.run_folder import located_paths
-
-    resolved = yaml.safe_load((cell / "method_config.yaml").read_text())
-    return located_paths({"method": {"name": resolved.pop("method"), **resolved}}, cell)["method"]
+    return read_recorded_method(cell)
 
 
 def recorded_config(cell: Path, into: Path) -> Path:

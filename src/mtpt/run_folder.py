@@ -20,8 +20,8 @@ from mtpt.loading import read_json, read_tensors
 from mtpt.training.checkpoint import METHOD_STATE, METHOD_WEIGHTS, read_meta
 
 __all__ = ["BOOKKEEPING_FIELDS", "RunCheckpoint", "changed_fields", "is_finished", "kept_checkpoint", "located_paths",
-           "portable_paths", "read_run_checkpoint", "read_run_config", "recorded_changes", "refuse_changed_run",
-           "write_run_config"]
+           "portable_paths", "read_recorded_method", "read_run_checkpoint", "read_run_config", "recorded_changes",
+           "refuse_changed_run", "write_recorded_method", "write_run_config"]
 
 RESULTS = "results.json"
 
@@ -128,11 +128,9 @@ def written_option_changes(planned) -> list[str]:
 def _recorded_options(path: Path) -> dict[str, Any]:
     """A run's ``method_config.yaml`` (``{method: <name>, ...every option, resolved}``) as method options with a
     ``name``, path options made absolute (the name tells which options are paths)."""
-    from mtpt.config import load_yaml, resolved_paths
+    from mtpt.config import resolved_paths
 
-    saved = load_yaml(path)
-    saved = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
-    return resolved_paths(located_paths({"method": saved}, path.parent))["method"]
+    return resolved_paths({"method": read_recorded_method(path.parent)})["method"]
 
 
 def recorded_changes(planned, resolved_options: bool = True) -> list[str]:
@@ -191,8 +189,26 @@ def write_run_config(run_dir: str | Path, config, method: str, options) -> None:
 
     run_dir = Path(run_dir)
     dump_yaml(portable_paths(to_plain(config), run_dir), run_dir / "config.yaml")
-    recorded = portable_paths({"method": {"name": method, **to_plain(options)}}, run_dir)["method"]
+    write_recorded_method(run_dir, {"name": method, **to_plain(options)})
+
+
+def write_recorded_method(run_dir: Path, options: dict[str, Any]) -> None:
+    """Write ``method_config.yaml`` (``{method: <name>, ...options}``) from method options with a ``name`` whose
+    paths are absolute, writing them by :func:`portable_paths`."""
+    from mtpt.config import dump_yaml
+
+    recorded = portable_paths({"method": options}, run_dir)["method"]
     dump_yaml({"method": recorded.pop("name"), **recorded}, run_dir / "method_config.yaml")
+
+
+def read_recorded_method(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's ``method_config.yaml`` as method options with a ``name`` (every option as resolved when the
+    run started), its paths relative to the folder made absolute (:func:`located_paths`)."""
+    from mtpt.config import load_yaml
+
+    saved = load_yaml(Path(run_dir) / "method_config.yaml")
+    options = {"name": saved.get("method"), **{k: v for k, v in saved.items() if k != "method"}}
+    return located_paths({"method": options}, run_dir)["method"]
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
