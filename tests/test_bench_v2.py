@@ -123,6 +123,17 @@ def test_search_config_errors_name_the_field():
         searched_labels(config)
 
 
+def test_reuse_must_name_a_benchmark_folder(tmp_path):
+    from mtpt.bench.quality_config import parse_quality_args
+    from mtpt.errors import MtptError
+
+    with pytest.raises(MtptError, match=r"reuse: .*missing holds none of library/"):
+        parse_quality_args(["--reuse", str(tmp_path / "missing")])
+    (tmp_path / "recorded" / "lr-grid").mkdir(parents=True)
+    config, _ = parse_quality_args(["--reuse", str(tmp_path / "recorded")])
+    assert config.reuse == str(tmp_path / "recorded")
+
+
 def test_section_seeds_filter_and_validate():
     from mtpt.bench.quality_config import QualityConfig, section_seeds
     from mtpt.errors import MtptError
@@ -354,6 +365,23 @@ def test_v2_protocol_end_to_end(v2_config, capsys, monkeypatch):
                    {k: b[k] for k in ("row", "baseline", "group", "targets", "cells", "wins", "losses")}
             for k in ("mean", "p", "ci_low", "ci_high"):
                 assert a[k] == pytest.approx(b[k], abs=1e-9), (a["row"], a["baseline"], k)
+
+    # recorded cells regenerated in a fresh folder from the recorded shared runs (--reuse): the library, the source
+    # stage, the search and the target stage-I runs are read there, nothing is written there, the scores are the same
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    fresh = out.parent / "regen"
+    assert bench("quality", str(path), "--out", str(fresh), "--reuse", str(out), "--phase", "cells",
+                 "--methods", "spot", "mpt", "dtvg_all_sources", "--seeds", "1") == 0
+    assert statuses(capsys) == ["trained"] * 6  # two targets of three rows; no shared run trained
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert sorted(p.name for p in fresh.iterdir() if p.is_dir()) == ["cells"]
+    for label in ("spot", "mpt", "dtvg_all_sources"):
+        for cell in (out / "cells" / label).glob("*/seed-1"):
+            again = fresh / cell.relative_to(out)
+            recorded = json.loads((cell / "results.json").read_text())
+            assert json.loads((again / "results.json").read_text())["final"] == recorded["final"], again
+            assert yaml.safe_load((again / "config.yaml").read_text())["train"]["lr"] == \
+                   yaml.safe_load((cell / "config.yaml").read_text())["train"]["lr"]
 
     # a rerun skips everything without loading a model, and a changed search choice is refused, not mixed in
     import mtpt.backbones

@@ -10,6 +10,10 @@ Layout of the output folder::
     <out>/cells/<method>/<target>/seed-<s>/     one ordinary training run folder per cell
     <out>/results.{csv,json,md,png}             the table: per task x method, mean ± std over seeds
 
+With ``reuse: FOLDER`` (``--reuse``) a shared run (library, source stage, search run, target stage-I run, cached gate
+score) that has finished under FOLDER is read there instead (:func:`~.quality_config.shared_dir`) and FOLDER is never
+written: ``--out NEW --reuse RECORDED --phase cells`` regenerates recorded cells in a fresh folder.
+
 Phases, in order (``--phase`` runs a subset): ``sources`` (the library and the selected sections' source stages),
 ``gates``, ``grid`` (the search: a section's cells need its finished search and use its chosen learning-rate
 multiplier), ``cells``. A cell whose ``results.json`` exists is finished and skipped, so an interrupted benchmark
@@ -478,6 +482,10 @@ def cmd_quality(argv: list[str]) -> int:
               "search; the cells. Workers running the same phase share its runs.")
         print("--status: list the selected cells as done / partial / to do, and run nothing.")
         print("--tables: rewrite results.{csv,json,md,png} from the finished cells, and run nothing.")
+        print("--reuse FOLDER: read the finished shared runs of another benchmark folder (library, source stages, "
+              "search runs, target stage-I runs, cached gate scores) instead of training them under --out, and "
+              "write nothing there: --out NEW --reuse RECORDED --phase cells with the selectors regenerates "
+              "recorded cells in a fresh folder.")
         config_parser(QualityConfig, "mtpt bench quality").print_help()
         return 0
     config, picked = parse_quality_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,12 @@ class QualityConfig:
     """Every run (cells, search, target stage I) removes the test inputs found in the library sources' training
     data (data.exclude_overlap_with), so that rows with and without sources are scored on the same examples."""
     comparisons: ComparisonSection = field(default_factory=ComparisonSection)
+    reuse: str = ""
+    """A benchmark folder (the recorded one, say) whose finished shared runs this benchmark reads instead of
+    training its own: the source library (unless library.path names one), the multi-task source stages, the
+    learning-rate search runs, the target stage-I runs and the gates' cached scores. What has not finished there is
+    trained under ``out`` as without it; nothing is written into it. Regenerating recorded cells in a fresh folder:
+    ``--out /tmp/regen --reuse benchmarks/results/quality-en-v2 --phase cells --methods ... --seeds ...``."""
     data: DataConfig = field(default_factory=lambda: DataConfig(max_eval_examples=500))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -162,11 +169,39 @@ def parse_quality_args(argv: list[str]) -> tuple[QualityConfig, argparse.Namespa
     unknown = sorted(set(picked.methods or []) - set(config.methods))
     if unknown:
         raise MtptError(f"--methods {' '.join(unknown)}: not in the config's methods ({', '.join(config.methods)}).")
+    check_reuse(config)
     return config, picked
 
 
+SHARED_FOLDERS = ("library", "source-stages", "lr-grid", "target-stage1", "gates")
+"""What ``reuse`` reads from another benchmark folder (see :func:`shared_dir`)."""
+
+
+def check_reuse(config: QualityConfig) -> None:
+    """Refuse a ``reuse`` that names no benchmark folder (a typo would otherwise retrain every shared run)."""
+    if config.reuse and not any((Path(config.reuse) / name).is_dir() for name in SHARED_FOLDERS):
+        raise MtptError(f"reuse: {config.reuse} holds none of {', '.join(s + '/' for s in SHARED_FOLDERS)}: name the "
+                        "output folder of a benchmark run (its `out`, e.g. benchmarks/results/quality-en-v2), or "
+                        "leave reuse empty.")
+
+
 def library_path(config: QualityConfig) -> Path:
-    return Path(config.library.path or Path(config.out) / "library")
+    if config.library.path:
+        return Path(config.library.path)
+    return shared_dir(config, "library", lambda folder: library_complete(folder, config.library))
+
+
+def shared_dir(config: QualityConfig, relative: str | Path, finished: Callable[[Path], bool] | None = None) -> Path:
+    """The folder of a run the cells share (library, source stage, search run, target stage I): ``<reuse>/<relative>``
+    when ``reuse`` names a benchmark where it has ``finished`` (default: the run's ``results.json`` exists), else
+    ``<out>/<relative>``, where it is trained when missing."""
+    if config.reuse:
+        from mtpt.run_folder import is_finished
+
+        reused = Path(config.reuse) / relative
+        if (finished or is_finished)(reused):
+            return reused
+    return Path(config.out) / relative
 
 
 def cell_dir(config: QualityConfig, method: str, target: str, seed: int) -> Path:
@@ -216,7 +251,7 @@ def source_stage_dir(config: QualityConfig, method: dict[str, Any]) -> Path:
     """``source-stages/<method>-<hash of its options>``: sections with the same source stage share one run (e.g.
     TA-LoRA's unseen-task and unseen-data rows)."""
     digest = hashlib.sha256(json.dumps(method, sort_keys=True).encode()).hexdigest()[:8]
-    return Path(config.out) / "source-stages" / f"{method['name']}-{digest}"
+    return shared_dir(config, Path("source-stages") / f"{method['name']}-{digest}")
 
 
 def section_source_stage(config: QualityConfig, options: dict[str, Any], library: str) -> tuple[dict[str, Any], Path]:
@@ -229,8 +264,8 @@ def target_stage1_dir(config: QualityConfig, target: str, seed: int) -> Path:
     """``target-stage1/<target>/seed-<s>-steps<n>-lr<lr>``: steps and lr in the name, so that changing them in the
     config trains a new run instead of reusing a stale one."""
     stage = config.target_stage1
-    return (Path(config.out) / "target-stage1" / target
-            / f"seed-{seed}-steps{stage.steps}-lr{stage.lr or config.train.lr:g}")
+    return shared_dir(config, Path("target-stage1") / target
+                      / f"seed-{seed}-steps{stage.steps}-lr{stage.lr or config.train.lr:g}")
 
 
 def substitute(value: Any, mapping: dict[str, str]) -> Any:

@@ -75,14 +75,16 @@ def _settings(config: QualityConfig) -> dict[str, Any]:
 
 
 def cached_score(config: QualityConfig, prompt: GatePrompt, target: str) -> dict[str, Any] | None:
-    """The cached record of (prompt, target), or None when missing, computed from another prompt file or under
-    other settings."""
-    path = cache_file(config, prompt, target)
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    fresh = record.get("prompt_sha256") == _digest(prompt.path) and record.get("settings") == _settings(config)
-    return record if fresh else None
+    """The cached record of (prompt, target) under ``out`` (or else under ``reuse``), or None when missing,
+    computed from another prompt file or under other settings."""
+    own = cache_file(config, prompt, target)
+    paths = [own] + ([Path(config.reuse) / own.relative_to(config.out)] if config.reuse else [])
+    for path in paths:
+        if path.exists():
+            record = json.loads(path.read_text())
+            if record.get("prompt_sha256") == _digest(prompt.path) and record.get("settings") == _settings(config):
+                return record
+    return None
 
 
 def gate_examples(config: QualityConfig, target: str):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtpt.bench.quality_config import QualityConfig, method_roles
+from mtpt.bench.quality_config import QualityConfig, method_roles, shared_dir
 from mtpt.errors import MtptError
 
 GRID = "lr-grid"
@@ -50,7 +50,7 @@ def grid_dir(config: QualityConfig) -> Path:
 
 
 def grid_run_dir(config: QualityConfig, label: str, multiplier: float) -> Path:
-    return grid_dir(config) / label / f"x{multiplier:g}"
+    return shared_dir(config, Path(GRID) / label / f"x{multiplier:g}")
 
 
 def trains(options: dict[str, Any]) -> bool:
