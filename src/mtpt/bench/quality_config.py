@@ -147,7 +147,7 @@ class QualityConfig:
     training its own: the source library (unless library.path names one), the multi-task source stages, the
     learning-rate search runs, the target stage-I runs and the gates' cached scores. What has not finished there is
     trained under ``out`` as without it; nothing is written into it. Regenerating recorded cells in a fresh folder:
-    ``--out /tmp/regen --reuse benchmarks/results/quality-en-v2 --phase cells --methods ... --seeds ...``."""
+    ``--out NEW_FOLDER --reuse RECORDED_FOLDER --phase cells --methods ... --seeds ...``."""
     data: DataConfig = field(default_factory=lambda: DataConfig(max_eval_examples=500))
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
