@@ -75,7 +75,8 @@ class Predictor:
         if not rows:
             return []
         examples = [row.example for row in rows]
-        with tqdm(total=len(rows), unit="row", file=sys.stderr, disable=not progress) as bar, \
+        quiet = {} if progress else {"disable": True}  # no explicit `disable` when shown: TQDM_DISABLE still wins
+        with tqdm(total=len(rows), unit="row", file=sys.stderr, **quiet) as bar, \
                 self.accelerator.autocast():
             preds = predict(self.parts.model, self.parts, examples, [row.task_index for row in rows],
                             self.accelerator.device, with_scores=True, progress=bar.update)

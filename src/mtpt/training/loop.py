@@ -153,7 +153,9 @@ class Trainer:
         cfg = self.cfg.train
         if self.step == 0 and cfg.eval_at_start and self._evaluate_start():
             return self._finish()
-        progress = tqdm(total=cfg.steps, initial=self.step, disable=not self.acc.is_main_process, desc="train")
+        # `disable` is passed only to silence other processes: an explicit value would override TQDM_DISABLE
+        quiet = {} if self.acc.is_main_process else {"disable": True}
+        progress = tqdm(total=cfg.steps, initial=self.step, desc="train", **quiet)
         started = time.perf_counter()
         while self.step < cfg.steps:
             logs = self._train_step()
