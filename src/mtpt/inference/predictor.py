@@ -68,15 +68,13 @@ class Predictor:
 
     def predict_prepared(self, rows: Sequence[PreparedRow], *, progress: bool = False) -> list[dict]:
         """Records for rows already checked by :meth:`prepare`."""
-        from tqdm.auto import tqdm
-
+        from mtpt.progress import progress_bar
         from mtpt.training.evaluate import predict
 
         if not rows:
             return []
         examples = [row.example for row in rows]
-        quiet = {} if progress else {"disable": True}  # no explicit `disable` when shown: TQDM_DISABLE still wins
-        with tqdm(total=len(rows), unit="row", file=sys.stderr, **quiet) as bar, \
+        with progress_bar(progress, total=len(rows), unit="row", file=sys.stderr) as bar, \
                 self.accelerator.autocast():
             preds = predict(self.parts.model, self.parts, examples, [row.task_index for row in rows],
                             self.accelerator.device, with_scores=True, progress=bar.update)

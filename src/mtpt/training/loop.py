@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from mtpt import faults
@@ -30,6 +29,7 @@ from mtpt.errors import MtptError
 from mtpt.contract import ParamGroups
 from mtpt.model import SoftPromptModel
 from mtpt.precision import make_accelerator
+from mtpt.progress import progress_bar
 from mtpt.run_folder import write_run_config
 from mtpt.runtime import RunParts
 from mtpt.training.checkpoint import (environment_versions, load_method_state, load_trainer_state, run_environment,
@@ -153,9 +153,7 @@ class Trainer:
         cfg = self.cfg.train
         if self.step == 0 and cfg.eval_at_start and self._evaluate_start():
             return self._finish()
-        # `disable` is passed only to silence other processes: an explicit value would override TQDM_DISABLE
-        quiet = {} if self.acc.is_main_process else {"disable": True}
-        progress = tqdm(total=cfg.steps, initial=self.step, desc="train", **quiet)
+        progress = progress_bar(self.acc.is_main_process, total=cfg.steps, initial=self.step, desc="train")
         started = time.perf_counter()
         while self.step < cfg.steps:
             logs = self._train_step()
