@@ -1,18 +1,22 @@
-"""Rewrite the configs of run folders recorded with absolute paths so that they name what lies in the project
-relative to themselves, as ``mtpt train`` now records them (:func:`mtpt.run_folder.write_run_config`).
+"""Rewrite the configs of run folders, and the entries of source libraries, recorded with absolute paths so that
+they name what lies in the project relative to themselves, as mtpt now records them
+(:func:`mtpt.run_folder.write_run_config`, :func:`mtpt.library.format.portable_meta`).
 
     python benchmarks/portable_records.py FOLDER [FOLDER ...]
 
 Run it from the project root (the repository), in the place where the runs were trained: every run folder under
 FOLDER (a folder with a ``config.yaml``) gets its ``config.yaml`` and ``method_config.yaml`` rewritten, paths inside
-the working folder relative to the run folder, others unchanged. Nothing else changes (the same files are named, so
-a comparison with :func:`mtpt.run_folder.recorded_changes` gives the same answer before and after). Runs recorded
-between 2026-12-04 and 2026-12-05 (quality-en-v2's first runs) named them absolutely, which tied the recorded
-benchmark to the folder it ran in. Do not run it while a worker trains in FOLDER.
+the working folder relative to the run folder, others unchanged; every library under FOLDER (a folder with a
+``manifest.json``) gets its entries' ``meta.json`` rewritten the same way (the training run's folder and config).
+Nothing else changes (the same files are named, so a comparison with :func:`mtpt.run_folder.recorded_changes` gives
+the same answer before and after). Runs recorded between 2026-12-04 and 2026-12-05 (quality-en-v2's first runs)
+named them absolutely, which tied the recorded benchmark to the folder it ran in; library entries did until
+2026-12-06. Do not run it while a worker trains in FOLDER.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -37,7 +41,31 @@ def portable(run_dir: Path) -> list[str]:
     return changed
 
 
+def portable_library(root: Path) -> list[str]:
+    """Rewrite the ``meta.json`` of every entry of the library at ``root`` where a path changes; the entries'
+    paths (``task/seed-n``) rewritten."""
+    from mtpt.atomic import atomic_write_text
+    from mtpt.library.format import ENTRY_META, SourceLibrary, portable_meta
+
+    library, changed = SourceLibrary.open(root), []
+    for entry in library.entries:
+        folder = library.entry_dir(entry)
+        saved = json.loads((folder / ENTRY_META).read_text())
+        located = dict(saved)  # every path absolute: portable_meta writes them as add_entry does
+        if saved.get("run_dir"):
+            located["run_dir"] = str(library.entry_run_dir(entry.task, entry.seed))
+        if saved.get("run_config"):
+            located["run_config"] = library.entry_run_config(entry.task, entry.seed)
+        written = portable_meta(located, folder, library.root)
+        if written != saved:
+            atomic_write_text(folder / ENTRY_META, json.dumps(written, indent=1, default=str))
+            changed.append(entry.path)
+    return changed
+
+
 def main(argv: list[str]) -> int:
+    from mtpt.errors import MtptError
+
     if not argv:
         print(__doc__)
         return 2
@@ -49,6 +77,14 @@ def main(argv: list[str]) -> int:
         if changed:
             print(f"{folder}: {', '.join(changed)}")
     print(f"{rewritten} of {len(folders)} run folders rewritten")
+    libraries = sorted({manifest.parent for root in argv for manifest in Path(root).rglob("manifest.json")})
+    for library in libraries:
+        try:
+            entries = portable_library(library)
+        except MtptError as err:  # a manifest.json that is not a library's
+            print(f"{library}: skipped ({err})")
+            continue
+        print(f"{library}: {len(entries)} entries rewritten" + (f" ({', '.join(entries)})" if entries else ""))
     return 0
 
 

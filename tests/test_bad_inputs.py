@@ -336,7 +336,7 @@ def test_train_source_takes_task_specs_as_its_help_says(tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     library = SourceLibrary.open(tmp_path / "lib")
     assert library.tasks == ["user-reviews"] and library.entry("_mixture").sources == ("user-reviews",)
-    assert library.entry_meta("user-reviews")["run_config"]["tasks"] == [str(spec)]
+    assert library.entry_run_config("user-reviews")["tasks"] == [str(spec)]
     assert main(argv) == 0  # a second run finds both entries and skips them
     assert capsys.readouterr().out.count("skipped") == 2
 

@@ -82,6 +82,61 @@ def test_reading_api(library_path, backbone):
     assert library.entry_meta("fx-alpha")["checkpoint"] == "best"
 
 
+def test_a_library_moved_whole_still_names_its_runs_and_init(tmp_path, library_path):
+    """meta.json names the entry's training run and its P_init relative to the entry, not by where it was built."""
+    moved = tmp_path / "elsewhere" / "lib"
+    shutil.copytree(library_path, moved)
+    for meta_file in moved.glob("*/seed-*/meta.json"):
+        assert str(library_path) not in meta_file.read_text()
+    library = SourceLibrary.open(moved)
+    for task in [*SOURCES, MIXTURE]:
+        run_dir = library.entry_run_dir(task)
+        assert run_dir == (moved / "_runs" / task / "seed-42").resolve() and (run_dir / "results.json").exists()
+        run_config = library.entry_run_config(task)
+        assert run_config["method"]["init_path"] == str((moved / "init.safetensors").resolve())
+        assert run_config["output_dir"] == str(run_dir)
+
+
+def test_portable_meta_keeps_paths_outside_the_library_and_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path / "..")
+    work = tmp_path / "work"
+    entry_dir = work / "lib" / "t" / "seed-0"
+    meta = {"run_dir": str(work / "lib" / "_runs" / "t" / "seed-0"), "checkpoint": "best",
+            "run_config": {"tasks": [str(tmp_path / "spec.yaml")], "data": {"data_root": "/elsewhere/data"},
+                           "method": {"name": "pt", "init": "from_file",
+                                      "init_path": str(work / "lib" / "init.safetensors")},
+                           "output_dir": str(work / "lib" / "_runs" / "t" / "seed-0")}}
+    written = library_format.portable_meta(meta, entry_dir, work / "lib")
+    assert written["run_dir"] == written["run_config"]["output_dir"] == "../../_runs/t/seed-0"
+    assert written["run_config"]["method"]["init_path"] == "../../init.safetensors"
+    assert written["run_config"]["data"]["data_root"] == "/elsewhere/data"  # outside both: stays absolute
+    assert written["run_config"]["tasks"] == ["../../../../spec.yaml"]  # in the working folder with the entry
+    assert written["checkpoint"] == "best" and meta["run_dir"].startswith("/")  # the input is not changed
+
+
+def test_portable_records_rewrites_entries_written_with_absolute_paths(tmp_path, library_path, monkeypatch):
+    """benchmarks/portable_records.py on a library whose meta.json files name their runs absolutely (as mtpt wrote
+    them until 2026-12-06): rewritten to the form add_entry writes now, once."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("portable_records", REPO / "benchmarks" / "portable_records.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(library_path, tmp_path / "lib")
+    library = SourceLibrary.open(tmp_path / "lib")
+    tasks = [entry.task for entry in library.entries]
+    assert MIXTURE in tasks
+    written = {task: library.entry_meta(task) for task in tasks}
+    for task, meta in written.items():  # the old form: every path absolute
+        old = {**meta, "run_dir": str(library.entry_run_dir(task)), "run_config": library.entry_run_config(task)}
+        (library.entry_dir(library.entry(task)) / "meta.json").write_text(json.dumps(old))
+        assert str(tmp_path) in (library.entry_dir(library.entry(task)) / "meta.json").read_text()
+    assert sorted(script.portable_library(tmp_path / "lib")) == sorted(f"{t}/seed-42" for t in tasks)
+    assert {task: library.entry_meta(task) for task in tasks} == written
+    assert script.portable_library(tmp_path / "lib") == []  # once is enough
+
+
 def test_entry_without_seed_is_the_best_seed(tmp_path, backbone):
     library = blank_library(tmp_path, backbone)
     prompts = {seed: torch.randn(3, backbone.hidden_size) for seed in (1, 2, 3)}
@@ -154,7 +209,8 @@ def test_source_only_task_keeps_the_last_checkpoint(tmp_path, backbone):
     assert library.entry("fx-source-only").best_metric is None
     meta = library.entry_meta("fx-source-only")
     assert meta["checkpoint"] == "last"
-    last = load_file(str(Path(meta["run_dir"]) / "checkpoints" / "last" / "method.safetensors"))["prompt"]
+    last = load_file(str(library.entry_run_dir("fx-source-only") / "checkpoints" / "last" / "method.safetensors"))[
+        "prompt"]
     assert torch.equal(library.prompt("fx-source-only"), last)
 
 

@@ -312,6 +312,21 @@ def test_a_trained_run_whose_init_lies_in_its_project_loads_after_the_project_mo
     assert torch.equal(parts.model.method.prompt.detach(), trained)
 
 
+def test_a_trained_run_whose_init_file_is_gone_says_what_to_restore(tmp_path, monkeypatch):
+    from mtpt.runs import export_run, load_run
+
+    monkeypatch.chdir(tmp_path)
+    train(toy_config(Path("a"), steps=3))
+    export_run("a/run", "scratch/a.safetensors", fmt="prompt")
+    second = toy_config(Path("b"), steps=3)
+    second.method = {"name": "pt", "prompt_length": 4, "init": "from_file", "init_path": "scratch/a.safetensors"}
+    train(second)
+    (tmp_path / "scratch" / "a.safetensors").unlink()
+    with pytest.raises(MtptError, match=r"b/run: rebuilding the trained run from its config.yaml failed: .*"
+                                        r"scratch/a.safetensors does not exist.*restore what is missing"):
+        load_run("b/run")
+
+
 def test_portable_records_rewrites_absolute_project_paths_and_nothing_else(tmp_path, monkeypatch):
     """benchmarks/portable_records.py: a run recorded with absolute paths (as mtpt wrote them on 2026-12-04/05)."""
     import importlib.util

@@ -19,9 +19,9 @@ from mtpt.errors import MtptError
 from mtpt.loading import read_json, read_tensors
 from mtpt.training.checkpoint import METHOD_STATE, METHOD_WEIGHTS, read_meta
 
-__all__ = ["BOOKKEEPING_FIELDS", "RunCheckpoint", "changed_fields", "is_finished", "kept_checkpoint", "located_paths",
-           "portable_paths", "read_recorded_method", "read_run_checkpoint", "read_run_config", "recorded_changes",
-           "refuse_changed_run", "write_recorded_method", "write_run_config"]
+__all__ = ["BOOKKEEPING_FIELDS", "RunCheckpoint", "changed_fields", "is_finished", "kept_checkpoint", "located_path",
+           "located_paths", "portable_path", "portable_paths", "read_recorded_method", "read_run_checkpoint",
+           "read_run_config", "recorded_changes", "refuse_changed_run", "write_recorded_method", "write_run_config"]
 
 RESULTS = "results.json"
 
@@ -219,33 +219,44 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     return located_paths(load_yaml(Path(run_dir) / "config.yaml"), run_dir)
 
 
-def portable_paths(plain: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+def portable_paths(plain: dict[str, Any], run_dir: str | Path, roots: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A run config in plain form (paths absolute) as its run folder records it: a path inside the working folder,
     when the run folder is inside it too, is written relative to the run folder (``./...`` or ``../...``), so that
     a project folder moved or cloned whole (a repository with its recorded benchmark runs) still finds what its runs
-    name; other paths stay absolute (data or a model elsewhere on the machine)."""
+    name; other paths stay absolute (data or a model elsewhere on the machine). ``roots`` (default: the working
+    folder) are the folders that move whole (:func:`portable_path`)."""
     from mtpt.config import map_paths
 
-    root, home = Path.cwd().resolve(), Path(run_dir).resolve()
-    if not home.is_relative_to(root):
-        return plain
+    return map_paths(plain, lambda value: portable_path(value, run_dir, roots))
 
-    def relative(value: str) -> str:
-        path = Path(value)
-        if not path.is_absolute() or not path.is_relative_to(root):
-            return value
-        written = Path(os.path.relpath(path, home)).as_posix()
-        return written if written == ".." or written.startswith("../") else f"./{written}"
 
-    return map_paths(plain, relative)
+def portable_path(value: str, run_dir: str | Path, roots: tuple[Path, ...] = ()) -> str:
+    """``value`` (a path) as ``run_dir`` records it: relative to ``run_dir`` (``./...`` or ``../...``) when both lie
+    in one of ``roots`` (default: the working folder), which are taken to move or be cloned whole; otherwise (a
+    relative value, a path elsewhere on the machine) unchanged."""
+    path, home = Path(value), Path(run_dir).resolve()
+    if not path.is_absolute():
+        return value
+    for root in roots or (Path.cwd(),):
+        root = root.resolve()
+        if home.is_relative_to(root) and path.is_relative_to(root):
+            written = Path(os.path.relpath(path, home)).as_posix()
+            return written if written == ".." or written.startswith("../") else f"./{written}"
+    return value
 
 
 def located_paths(plain: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """The inverse of :func:`portable_paths` for a config read from ``run_dir``: every ``./`` or ``../`` path made
     absolute against the run folder. Other relative paths (written before runs recorded their paths relative to
     themselves) are left to be read against the working folder."""
-    from mtpt.config import map_paths, resolve_path
+    from mtpt.config import map_paths
 
-    home = Path(run_dir)
-    return map_paths(plain, lambda value: resolve_path(str(home / value)) if value.startswith(RUN_RELATIVE)
-                     else value)
+    return map_paths(plain, lambda value: located_path(value, run_dir))
+
+
+def located_path(value: str, run_dir: str | Path) -> str:
+    """The inverse of :func:`portable_path`: a ``./`` or ``../`` path made absolute against ``run_dir``; any other
+    value unchanged."""
+    from mtpt.config import resolve_path
+
+    return resolve_path(str(Path(run_dir) / value)) if value.startswith(RUN_RELATIVE) else value

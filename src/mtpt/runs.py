@@ -46,7 +46,15 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
         message = str(err)
         raise MtptError(message if str(config_path) in message else f"{config_path}: {message}") from None
     config.output_dir = str(run_dir)  # the folder may have moved; its prerequisite runs live in sub-folders of it
-    parts = build(config, backbone)
+    try:
+        parts = build(config, backbone)
+    except MtptError as err:
+        # the method is built as it was trained before its checkpoint is loaded, so a file its options name (an
+        # init prompt, a source library) must still be there: say so, or the error reads like a training problem
+        raise MtptError(f"{run_dir}: rebuilding the trained run from its config.yaml failed: {err} A run is rebuilt "
+                        f"as it was trained (its backbone, tasks, and the files its method options name, such as an "
+                        f"init prompt or a source library), then its checkpoint is loaded: restore what is missing, "
+                        f"or edit {config_path} to name where it lies now.") from None
     if not has_state(parts.model.method):
         return parts
     meta = load_method_state(checkpoint_dir(run_dir, which), parts.model.method)

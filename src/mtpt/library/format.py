@@ -7,7 +7,7 @@ A library is a folder of prompts tuned on single tasks, all started from **one**
       manifest.json              format, backbone + weights hash, L, d, one entry per (task, seed)
       init.safetensors           P_init  [L, d]   (key "prompt")
       <task>/seed-<n>/prompt.safetensors          the tuned prompt [L, d] (key "prompt")
-      <task>/seed-<n>/meta.json                   task, seed, metrics, steps, training run
+      <task>/seed-<n>/meta.json                   task, seed, metrics, steps, training run (paths relative to it)
       _mixture/seed-<n>/...                       the prompt tuned on the mixture of sources (generic SPoT)
 
 Entries are written under a temporary name and renamed into place, and the manifest is replaced atomically
@@ -54,6 +54,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 __all__ = [
     "FORMAT_VERSION", "INIT_FILE", "MANIFEST", "MIXTURE", "PROMPT_FILE", "LibraryEntry", "SourceLibrary",
+    "portable_meta",
 ]
 
 
@@ -310,8 +311,30 @@ class SourceLibrary:
         return self.prompts(tasks, seed) - self.init_prompt().unsqueeze(0)
 
     def entry_meta(self, task: str, seed: int | None = None) -> dict[str, Any]:
-        """The ``meta.json`` of an entry (training run, final metrics, ...)."""
+        """The ``meta.json`` of an entry (training run, final metrics, ...) as written: its paths may be relative to
+        the entry's folder (:meth:`entry_run_dir` and :meth:`entry_run_config` locate them)."""
         return read_json(self.entry_dir(self.entry(task, seed)) / ENTRY_META, what="Library entry file")
+
+    def entry_run_dir(self, task: str, seed: int | None = None) -> Path | None:
+        """The folder of the run that trained the entry (None when its ``meta.json`` names none)."""
+        from mtpt.run_folder import located_path
+
+        folder = self.entry_dir(self.entry(task, seed))
+        run_dir = self.entry_meta(task, seed).get("run_dir")
+        return Path(located_path(run_dir, folder)) if run_dir else None
+
+    def entry_run_config(self, task: str, seed: int | None = None) -> dict[str, Any] | None:
+        """The run config (plain form, paths absolute) that trained the entry, or None when it records none."""
+        from mtpt.run_folder import located_path, located_paths
+
+        folder = self.entry_dir(self.entry(task, seed))
+        plain = self.entry_meta(task, seed).get("run_config")
+        if not plain:
+            return None
+        located = located_paths(plain, folder)
+        if isinstance(located.get("output_dir"), str):
+            located["output_dir"] = located_path(located["output_dir"], folder)
+        return located
 
     def _load(self, path: Path) -> Tensor:
         prompt = load_prompt_tensor(path).float()
@@ -339,8 +362,8 @@ class SourceLibrary:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             save_prompt(prompt, staging / PROMPT_FILE)
-            write_synced(staging / ENTRY_META, json.dumps({**meta, "entry": entry.to_json()}, indent=1,
-                                                          default=str).encode())
+            recorded = {**portable_meta(meta, target, self.root), "entry": entry.to_json()}
+            write_synced(staging / ENTRY_META, json.dumps(recorded, indent=1, default=str).encode())
             fsync_folder(staging)
             _replace_dir(staging, target)
         except BaseException:
@@ -372,6 +395,26 @@ class SourceLibrary:
     def __repr__(self) -> str:
         return (f"SourceLibrary({str(self.root)!r}, backbone={self.backbone!r}, L={self.prompt_length}, "
                 f"tasks={self.tasks})")
+
+
+def portable_meta(meta: dict[str, Any], entry_dir: Path, root: Path) -> dict[str, Any]:
+    """An entry's ``meta.json`` as written: its training run's folder (``run_dir``) and config (``run_config``, plain
+    form) name what lies in the library ``root`` or in the working folder relative to the entry folder, as a run
+    folder records its config (:func:`mtpt.run_folder.portable_paths`), so that a library moved or cloned whole
+    still names its own runs and ``P_init``; other paths stay absolute."""
+    from mtpt.config import resolve_path, resolved_paths
+    from mtpt.run_folder import portable_path, portable_paths
+
+    roots = (Path(root), Path.cwd())
+    out = dict(meta)
+    if isinstance(out.get("run_dir"), str):
+        out["run_dir"] = portable_path(resolve_path(out["run_dir"]), entry_dir, roots)
+    if isinstance(out.get("run_config"), dict):
+        plain = portable_paths(resolved_paths(out["run_config"]), entry_dir, roots)
+        if isinstance(plain.get("output_dir"), str):
+            plain["output_dir"] = portable_path(resolve_path(plain["output_dir"]), entry_dir, roots)
+        out["run_config"] = plain
+    return out
 
 
 def _metric_key(value: float | None) -> float:

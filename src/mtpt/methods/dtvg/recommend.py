@@ -109,7 +109,7 @@ def _library_recipe(library: SourceLibrary):
 
     for task in library.tasks:
         try:
-            plain = library.entry_meta(task).get("run_config")
+            plain = library.entry_run_config(task)
         except (OSError, json.JSONDecodeError):
             continue
         if plain:
