@@ -290,17 +290,24 @@ def test_a_run_folder_records_project_paths_relative_to_itself_and_others_absolu
         refuse_changed_run(planned("other"))
 
 
+def train_from_an_exported_prompt(init_file: str) -> None:
+    """Train run ``a/run``, export its prompt to ``init_file``, then train ``b/run`` from it (in the working folder)."""
+    from mtpt.runs import export_run
+
+    train(toy_config(Path("a"), steps=3))
+    export_run("a/run", init_file, fmt="prompt")
+    second = toy_config(Path("b"), steps=3)
+    second.method = {"name": "pt", "prompt_length": 4, "init": "from_file", "init_path": init_file}
+    train(second)
+
+
 def test_a_trained_run_whose_init_lies_in_its_project_loads_after_the_project_moved(tmp_path, monkeypatch):
-    from mtpt.runs import export_run, load_run
+    from mtpt.runs import load_run
 
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.chdir(project)
-    train(toy_config(Path("a"), steps=3))
-    export_run("a/run", "prompts/a.safetensors", fmt="prompt")
-    second = toy_config(Path("b"), steps=3)
-    second.method = {"name": "pt", "prompt_length": 4, "init": "from_file", "init_path": "prompts/a.safetensors"}
-    train(second)
+    train_from_an_exported_prompt("prompts/a.safetensors")
     assert "init_path: ../../prompts/a.safetensors" in (project / "b" / "run" / "config.yaml").read_text()
 
     moved = tmp_path / "moved"
@@ -313,14 +320,10 @@ def test_a_trained_run_whose_init_lies_in_its_project_loads_after_the_project_mo
 
 
 def test_a_trained_run_whose_init_file_is_gone_says_what_to_restore(tmp_path, monkeypatch):
-    from mtpt.runs import export_run, load_run
+    from mtpt.runs import load_run
 
     monkeypatch.chdir(tmp_path)
-    train(toy_config(Path("a"), steps=3))
-    export_run("a/run", "scratch/a.safetensors", fmt="prompt")
-    second = toy_config(Path("b"), steps=3)
-    second.method = {"name": "pt", "prompt_length": 4, "init": "from_file", "init_path": "scratch/a.safetensors"}
-    train(second)
+    train_from_an_exported_prompt("scratch/a.safetensors")
     (tmp_path / "scratch" / "a.safetensors").unlink()
     with pytest.raises(MtptError, match=r"b/run: rebuilding the trained run from its config.yaml failed: .*"
                                         r"scratch/a.safetensors does not exist.*restore what is missing"):
