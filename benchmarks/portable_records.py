@@ -45,17 +45,13 @@ def portable_library(root: Path) -> list[str]:
     """Rewrite the ``meta.json`` of every entry of the library at ``root`` where a path changes; the entries'
     paths (``task/seed-n``) rewritten."""
     from mtpt.atomic import atomic_write_text
-    from mtpt.library.format import ENTRY_META, SourceLibrary, portable_meta
+    from mtpt.library.format import ENTRY_META, SourceLibrary, located_meta, portable_meta
 
     library, changed = SourceLibrary.open(root), []
     for entry in library.entries:
         folder = library.entry_dir(entry)
-        saved = json.loads((folder / ENTRY_META).read_text())
-        located = dict(saved)  # every path absolute: portable_meta writes them as add_entry does
-        if saved.get("run_dir"):
-            located["run_dir"] = str(library.entry_run_dir(entry.task, entry.seed))
-        if saved.get("run_config"):
-            located["run_config"] = library.entry_run_config(entry.task, entry.seed)
+        saved = library.entry_meta(entry.task, entry.seed)
+        located = located_meta(saved, folder)  # portable_meta resolves the rest and writes them as add_entry does
         written = portable_meta(located, folder, library.root)
         if written != saved:
             atomic_write_text(folder / ENTRY_META, json.dumps(written, indent=1, default=str))

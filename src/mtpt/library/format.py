@@ -54,7 +54,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 __all__ = [
     "FORMAT_VERSION", "INIT_FILE", "MANIFEST", "MIXTURE", "PROMPT_FILE", "LibraryEntry", "SourceLibrary",
-    "portable_meta",
+    "located_meta", "portable_meta",
 ]
 
 
@@ -317,24 +317,15 @@ class SourceLibrary:
 
     def entry_run_dir(self, task: str, seed: int | None = None) -> Path | None:
         """The folder of the run that trained the entry (None when its ``meta.json`` names none)."""
-        from mtpt.run_folder import located_path
-
-        folder = self.entry_dir(self.entry(task, seed))
-        run_dir = self.entry_meta(task, seed).get("run_dir")
-        return Path(located_path(run_dir, folder)) if run_dir else None
+        run_dir = self._located_meta(task, seed).get("run_dir")
+        return Path(run_dir) if run_dir else None
 
     def entry_run_config(self, task: str, seed: int | None = None) -> dict[str, Any] | None:
         """The run config (plain form, paths absolute) that trained the entry, or None when it records none."""
-        from mtpt.run_folder import located_path, located_paths
+        return self._located_meta(task, seed).get("run_config") or None
 
-        folder = self.entry_dir(self.entry(task, seed))
-        plain = self.entry_meta(task, seed).get("run_config")
-        if not plain:
-            return None
-        located = located_paths(plain, folder)
-        if isinstance(located.get("output_dir"), str):
-            located["output_dir"] = located_path(located["output_dir"], folder)
-        return located
+    def _located_meta(self, task: str, seed: int | None) -> dict[str, Any]:
+        return located_meta(self.entry_meta(task, seed), self.entry_dir(self.entry(task, seed)))
 
     def _load(self, path: Path) -> Tensor:
         prompt = load_prompt_tensor(path).float()
@@ -413,6 +404,23 @@ def portable_meta(meta: dict[str, Any], entry_dir: Path, root: Path) -> dict[str
         plain = portable_paths(resolved_paths(out["run_config"]), entry_dir, roots)
         if isinstance(plain.get("output_dir"), str):
             plain["output_dir"] = portable_path(resolve_path(plain["output_dir"]), entry_dir, roots)
+        out["run_config"] = plain
+    return out
+
+
+def located_meta(meta: dict[str, Any], entry_dir: Path) -> dict[str, Any]:
+    """The inverse of :func:`portable_meta` for the ``meta.json`` of the entry in ``entry_dir``: the paths of its
+    training run's folder and config that are relative to the entry (``./``, ``../``) made absolute; other values
+    (older entries' paths relative to the working folder) unchanged."""
+    from mtpt.run_folder import located_path, located_paths
+
+    out = dict(meta)
+    if isinstance(out.get("run_dir"), str):
+        out["run_dir"] = located_path(out["run_dir"], entry_dir)
+    if isinstance(out.get("run_config"), dict):
+        plain = located_paths(out["run_config"], entry_dir)
+        if isinstance(plain.get("output_dir"), str):
+            plain["output_dir"] = located_path(plain["output_dir"], entry_dir)
         out["run_config"] = plain
     return out
 
