@@ -105,9 +105,16 @@ def fake_finished_run(folder: Path, method: str, module: nn.Module, tasks: list[
     return folder
 
 
-# options beyond each method's defaults and speed variants whose modules differ (restore must rebuild each)
-MORE_VARIANTS = {"dtvg": [{"ablation": "fixed_group"}, {"ablation": "spot"}], "tpv": [{"mode": "combine"}],
-                 "spot": [{"mode": "generic"}, {"mode": "fixed", "source": "src-1"}]}
+# options beyond each method's defaults and speed variants whose modules differ (restore must rebuild each), with the
+# run's tasks when not the single target
+TWO_TASKS = ["bench-task-0", "bench-task-1"]
+MORE_VARIANTS = {
+    "dtvg": [({"ablation": "fixed_group"}, None), ({"ablation": "spot"}, None), ({"eval_group": "last_forward"}, None)],
+    "tpv": [({"mode": "combine"}, None), ({"init_selection": "all"}, None)],
+    "spot": [({"mode": "generic"}, None), ({"mode": "fixed", "source": "src-1"}, None)],
+    "attempt": [({"temperature": 3.0}, TWO_TASKS), ({"per_task_target": False}, TWO_TASKS)],
+    "ta_lora": [({"injection": "additive"}, None), ({"gate": "head"}, TWO_TASKS)],
+}
 
 
 def every_method_built(tmp_path: Path, backbone) -> list[tuple[MethodSpec, dict, object, BuildContext, nn.Module]]:
@@ -117,19 +124,20 @@ def every_method_built(tmp_path: Path, backbone) -> list[tuple[MethodSpec, dict,
     from mtpt.methods.pt.module import PromptTuning
     from mtpt.runtime import build_context
 
-    names = ["src-0", "src-1", "bench-task-0", "bench-task-1"]
-    toy_task("bench-task-0")  # the run's task must be registered (its config is checked)
+    names = ["src-0", "src-1", *TWO_TASKS]
+    for task in TWO_TASKS:
+        toy_task(task)  # the run's tasks must be registered (their config is checked)
     library = synthetic_library(tmp_path / "library", backbone, 4, names=names).root
-    target = ["bench-task-0"]
-    ctx = build_context(backbone, target, 0, run_dir=tmp_path / "run")
     prompt = torch.randn(4, backbone.hidden_size)
     pt_run = FinishedRun(tmp_path / "pt-run", fake_finished_run(tmp_path / "pt-run", "pt", PromptTuning(prompt),
-                                                                 target, backbone) / "checkpoints" / "best")
+                                                                 TWO_TASKS[:1], backbone) / "checkpoints" / "best")
     built = []
     for spec in list_methods():
-        variants = [{"name": spec.name}] + [{"name": spec.name, **v.options} for v in spec.speed]
-        variants += [{"name": spec.name, **more} for more in MORE_VARIANTS.get(spec.name, [])]
-        for options in variants:
+        variants = [({"name": spec.name}, None)] + [({"name": spec.name, **v.options}, None) for v in spec.speed]
+        variants += [({"name": spec.name, **more}, tasks) for more, tasks in MORE_VARIANTS.get(spec.name, [])]
+        for options, tasks in variants:
+            target = tasks or TWO_TASKS[:1]
+            ctx = build_context(backbone, target, 0, run_dir=tmp_path / "run")
             options = fill_roles(options, spec, library, tmp_path / "library" / TARGET_FILE)
             configs = [options]
             if spec.roles.source_run and "stage" in {f.name for f in fields(spec.config_cls)}:
@@ -158,15 +166,21 @@ def test_every_registered_method_builds_with_its_prerequisites_supplied_and_neve
 
 
 def test_a_method_with_restore_is_rebuilt_from_its_checkpoint_alone(tmp_path, no_training):
-    """``MethodSpec.restore`` rebuilds the trained module, equal in every tensor, extra state and output, with
-    the library, the init prompts and the prerequisite runs its options name gone."""
+    """``MethodSpec.restore`` rebuilds the trained module, equal in every tensor, extra state and output (on a batch
+    mixing the run's tasks), with the library, the init prompts and the prerequisite runs its options name gone."""
     import shutil
 
-    from mtpt.model import SoftPromptModel
     from mtpt.training.checkpoint import load_method_state, read_checkpoint_contents, save_checkpoint
 
     backbone = tiny_backbone("llama")
     built = [case for case in every_method_built(tmp_path, backbone) if case[0].restore is not None]
+    hidden = backbone.hidden_size
+
+    def batch(ctx: BuildContext) -> PromptBatch:
+        task_ids = torch.arange(3) % len(ctx.task_names)
+        return PromptBatch(torch.randn(3, 5, hidden, generator=torch.Generator().manual_seed(0)), torch.ones(3, 5),
+                           task_ids)
+
     saved = []
     for index, (spec, method, config, ctx, module) in enumerate(built):
         with torch.no_grad():  # as if trained: every tensor away from what the builder made
@@ -174,14 +188,13 @@ def test_a_method_with_restore_is_rebuilt_from_its_checkpoint_alone(tmp_path, no
                 param.add_(torch.randn_like(param) * 0.1)
         if hasattr(module, "after_step"):
             module.train()
-            module(PromptBatch(torch.randn(2, 3, backbone.hidden_size), torch.ones(2, 3), torch.zeros(2, dtype=torch.long)))
+            module(batch(ctx))
             module.after_step(1)  # a method's evaluation state follows its parameters after a step (DTVG)
         folder = tmp_path / "checkpoints" / str(index)
         save_checkpoint(folder, module, {"method": spec.name})
         saved.append(folder)
     for gone in ("library", "pt-run", *(f.name for f in tmp_path.glob("*-source-*"))):
         shutil.rmtree(tmp_path / gone)
-    batch = PromptBatch(torch.randn(3, 5, backbone.hidden_size), torch.ones(3, 5), torch.zeros(3, dtype=torch.long))
     for (spec, method, config, ctx, module), folder in zip(built, saved):
         restored = spec.restore(config, replace(ctx, prerequisites={}), read_checkpoint_contents(folder))
         load_method_state(folder, restored)
@@ -190,11 +203,14 @@ def test_a_method_with_restore_is_rebuilt_from_its_checkpoint_alone(tmp_path, no
             assert torch.equal(restored.state_dict()[name], tensor), (method, name)
         if hasattr(module, "extra_state"):
             assert restored.extra_state() == module.extra_state(), method
+        assert [p.requires_grad for p in restored.parameters()] == [p.requires_grad for p in module.parameters()]
         module.eval(), restored.eval()
         with torch.no_grad():
-            assert torch.equal(module(batch), restored(batch)), method
-    assert {spec.name for spec, *_ in built} >= {"pt", "spot", "tpv", "attempt", "mpt", "dtvg"}
-    assert len(built) >= 12
+            assert torch.equal(module(batch(ctx)), restored(batch(ctx))), method
+            if getattr(module, "current_delta", None) is not None:  # TA-LoRA's gated block, read by its hooks
+                assert torch.equal(module.current_delta, restored.current_delta), method
+    assert {spec.name for spec, *_ in built} == {spec.name for spec in list_methods() if spec.trains}
+    assert sum(len(ctx.task_names) > 1 for *_, ctx, _ in built) >= 4
 
 
 def fill_roles(options: dict, spec: MethodSpec, library: Path, target_prompt: Path) -> dict:

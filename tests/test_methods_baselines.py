@@ -209,11 +209,15 @@ def test_a_transfer_run_copied_without_its_library_evaluates_as_trained(tmp_path
     method = {"name": "spot", "source_library": str(library), "sources": list(SOURCES), "retrieval_steps": 2}
     run = train(run_config(method, [TARGET], tmp_path / "run", final=["test"]), backbone=backbone).run_dir
     before = evaluate_run(run, splits=("test",), backbone=backbone)
-    shutil.rmtree(library)
     shutil.rmtree(run / "retrieval")
-    with pytest.warns(RestoredFromCheckpointWarning, match="library"):
+    with pytest.warns(RestoredFromCheckpointWarning, match=f"its prerequisite run {run / 'retrieval'} is missing"):
         assert evaluate_run(run, splits=("test",), backbone=backbone) == before
     assert not (run / "retrieval").exists()  # rebuilding a trained run never trains its prerequisites
+    shutil.rmtree(library)
+    with pytest.warns(RestoredFromCheckpointWarning, match=f"{run}: rebuilt from its checkpoint .* alone, as rebuilding "
+                                                           f"it as it was trained failed: {library} is not a "
+                                                           f"source-prompt library"):
+        assert evaluate_run(run, splits=("test",), backbone=backbone) == before
     with pytest.warns(RestoredFromCheckpointWarning):
         assert set(SOURCES) <= set(load_run(run, backbone=backbone).source_tasks)
 
@@ -224,6 +228,11 @@ def test_a_transfer_run_copied_without_its_library_evaluates_as_trained(tmp_path
         evaluate_run(run, splits=("test",), backbone=backbone)
     with pytest.warns(RestoredFromCheckpointWarning):
         assert load_run(run, backbone=backbone).source_tasks is None  # predicting needs no leakage check
+
+    other = Path(lib) / "_runs" / TARGET / "seed-42" / "checkpoints" / "best"  # a pt checkpoint of the same shape
+    with pytest.raises(MtptError, match="rebuilding the trained run .* failed too: the checkpoint was saved by "
+                                        "method 'pt', not 'spot'"):
+        load_run(run, str(other), backbone=backbone)
 
 
 def test_spot_without_a_library_says_how_to_make_one(backbone):

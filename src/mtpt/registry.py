@@ -106,8 +106,8 @@ class MethodSpec:
     library, an init prompt, a prerequisite run), so that a run folder copied without them can still predict,
     evaluate and export. The module's ``state_dict`` must have the checkpoint's keys and shapes (the checkpoint is
     then loaded into it as usual). Used only when the run cannot be rebuilt as it was trained (``build``); ``None``
-    for a method whose checkpoint does not hold everything it computes with (TA-LoRA's frozen source factors live
-    in its source-stage run)."""
+    for a method whose checkpoint does not hold everything its trained module computes with (tensors kept out of
+    the ``state_dict``), whose runs then need what their config names."""
     trains: bool = True
     """False for a method with nothing to train (zero-shot): its runs only evaluate, and a learning-rate search
     skips it."""

@@ -53,7 +53,9 @@ def finished_prerequisites(config: RunConfig) -> dict[str, FinishedRun]:
     for p in prerequisites_of(config):
         folder = Path(p.config.output_dir)
         if not is_finished(folder):
-            raise MtptError(f"its prerequisite run {folder} is missing or unfinished.")
+            raise MtptError(f"its prerequisite run {folder} is missing or unfinished (a run keeps its prerequisite "
+                            "runs in its own sub-folders: copy that one with it).")
+        refuse_changed_run(p.config)
         finished[p.key] = FinishedRun(folder, kept_checkpoint(folder))
     return finished
 
@@ -75,7 +77,8 @@ def ensure_run(config: RunConfig, backbone: BackboneSource,
 
 
 def build(config: RunConfig, backbone: Backbone | None = None) -> RunParts:
-    """The run's parts, its prerequisite runs trained or reused first (``mtpt params``, rebuilding a finished run)."""
+    """The run's parts, its prerequisite runs trained or reused first (``mtpt params``, zero-shot evaluation; a
+    finished run is rebuilt by :func:`mtpt.runs.load_run`, which never trains)."""
     backbone = backbone or load_backbone(config.backbone)
     return build_run(config, backbone, resolve_prerequisites(config, lambda: backbone))
 

@@ -80,10 +80,8 @@ def build_run(config: RunConfig, backbone: Backbone | None = None,
         method = spec.build(options, ctx)
         source_tasks = source_tasks_of(spec, options)
     else:
-        if spec.restore is None:
-            raise MtptError(f"Method {spec.name!r} cannot be rebuilt from its checkpoint alone.")
-        method = spec.restore(options, ctx, restore_from)
-        source_tasks = restore_from.meta.get("source_tasks")
+        method = restored_method(spec, options, ctx, restore_from)
+        source_tasks = restored_source_tasks(spec, options, restore_from)
     model = SoftPromptModel(backbone, method)
     tokenizer = Tokenizer(backbone.tokenizer, config.data.max_input_tokens, config.data.target_eos)
     warn_label_words(tasks, lambda word: tokenizer.target_ids(word, eos=False), backbone.name)
@@ -107,3 +105,30 @@ def source_tasks_of(spec: MethodSpec, options: Any) -> list[str]:
         folder = Path(source_run)
         names += read_meta(kept_checkpoint(folder) if (folder / "checkpoints").is_dir() else folder).get("tasks", [])
     return list(dict.fromkeys(names))
+
+
+def restored_method(spec: MethodSpec, options: Any, ctx: BuildContext, checkpoint: CheckpointContents):
+    """The method rebuilt by ``spec.restore`` from a checkpoint of that method; a checkpoint that does not hold what
+    it needs (another method's, damaged) is an error saying so."""
+    if spec.restore is None:
+        raise MtptError(f"Method {spec.name!r} cannot be rebuilt from its checkpoint alone.")
+    saved_by = checkpoint.meta.get("method")
+    if saved_by not in (None, spec.name):
+        raise MtptError(f"the checkpoint was saved by method {saved_by!r}, not {spec.name!r}.")
+    try:
+        return spec.restore(options, ctx, checkpoint)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise MtptError(f"the checkpoint does not hold what method {spec.name!r} needs to be rebuilt from it "
+                        f"({type(err).__name__}: {err}).") from None
+
+
+def restored_source_tasks(spec: MethodSpec, options: Any, checkpoint: CheckpointContents) -> list[str] | None:
+    """The source tasks of a run rebuilt from its checkpoint: as the checkpoint recorded them; for an older one,
+    none when no option names a library or source run, else read through those options where they still exist;
+    ``None`` (unknown) when they do not."""
+    if "source_tasks" in checkpoint.meta:
+        return list(checkpoint.meta["source_tasks"] or [])
+    try:
+        return source_tasks_of(spec, options)
+    except MtptError:
+        return None
