@@ -105,43 +105,112 @@ def fake_finished_run(folder: Path, method: str, module: nn.Module, tasks: list[
     return folder
 
 
-def test_every_registered_method_builds_with_its_prerequisites_supplied_and_never_trains(tmp_path, no_training):
+# options beyond each method's defaults and speed variants whose modules differ (restore must rebuild each), with the
+# run's tasks when not the single target
+TWO_TASKS = ["bench-task-0", "bench-task-1"]
+MORE_VARIANTS = {
+    "dtvg": [({"ablation": "fixed_group"}, None), ({"ablation": "spot"}, None), ({"eval_group": "last_forward"}, None)],
+    "tpv": [({"mode": "combine"}, None), ({"init_selection": "all"}, None)],
+    "spot": [({"mode": "generic"}, None), ({"mode": "fixed", "source": "src-1"}, None)],
+    "attempt": [({"temperature": 3.0}, TWO_TASKS), ({"per_task_target": False}, TWO_TASKS)],
+    "ta_lora": [({"injection": "additive"}, None), ({"gate": "head"}, TWO_TASKS)],
+}
+
+
+def every_method_built(tmp_path: Path, backbone) -> list[tuple[MethodSpec, dict, object, BuildContext, nn.Module]]:
+    """Every registered method, in every variant, built on a synthetic library with its declared prerequisite runs
+    supplied as finished folders (``(spec, method options, config, context, module)``)."""
     from mtpt.bench.synthetic import TARGET_FILE, synthetic_library
     from mtpt.methods.pt.module import PromptTuning
     from mtpt.runtime import build_context
 
-    backbone = tiny_backbone("llama")
-    names = ["src-0", "src-1", "bench-task-0", "bench-task-1"]
-    toy_task("bench-task-0")  # the run's task must be registered (its config is checked)
+    names = ["src-0", "src-1", *TWO_TASKS]
+    for task in TWO_TASKS:
+        toy_task(task)  # the run's tasks must be registered (their config is checked)
     library = synthetic_library(tmp_path / "library", backbone, 4, names=names).root
-    target = ["bench-task-0"]
-    ctx = build_context(backbone, target, 0, run_dir=tmp_path / "run")
     prompt = torch.randn(4, backbone.hidden_size)
     pt_run = FinishedRun(tmp_path / "pt-run", fake_finished_run(tmp_path / "pt-run", "pt", PromptTuning(prompt),
-                                                                 target, backbone) / "checkpoints" / "best")
+                                                                 TWO_TASKS[:1], backbone) / "checkpoints" / "best")
     built = []
     for spec in list_methods():
-        variants = [{"name": spec.name}] + [{"name": spec.name, **v.options} for v in spec.speed]
-        for options in variants:
+        variants = [({"name": spec.name}, None)] + [({"name": spec.name, **v.options}, None) for v in spec.speed]
+        variants += [({"name": spec.name, **more}, tasks) for more, tasks in MORE_VARIANTS.get(spec.name, [])]
+        for options, tasks in variants:
+            target = tasks or TWO_TASKS[:1]
+            ctx = build_context(backbone, target, 0, run_dir=tmp_path / "run")
             options = fill_roles(options, spec, library, tmp_path / "library" / TARGET_FILE)
             configs = [options]
             if spec.roles.source_run and "stage" in {f.name for f in fields(spec.config_cls)}:
                 # the target stage reads a finished source stage of the same method: built here, not trained
                 _, source_config = method_config({**options, "stage": "source"})
                 source_ctx = build_context(backbone, names, 0)
-                source = fake_finished_run(tmp_path / f"{spec.name}-source", spec.name,
+                source = fake_finished_run(tmp_path / f"{spec.name}-source-{len(built)}", spec.name,
                                            spec.build(source_config, source_ctx), names, backbone)
                 configs.append({**options, "stage": "target", spec.roles.source_run: str(source)})
             for method in configs:
                 _, config = method_config(method)
                 run = RunConfig(backbone=backbone.name, tasks=target, method=method, output_dir=str(tmp_path / "run"))
                 supplied = {p.key: pt_run for p in spec.prerequisite_runs(config, run)}
-                module = spec.build(config, replace(ctx, prerequisites=supplied))
-                assert isinstance(module, nn.Module)
-                built.append((spec.name, sorted(supplied)))
-    assert {name for name, _ in built} == {spec.name for spec in list_methods()}
+                method_ctx = replace(ctx, prerequisites=supplied)
+                built.append((spec, method, config, method_ctx, spec.build(config, method_ctx)))
+    return built
+
+
+def test_every_registered_method_builds_with_its_prerequisites_supplied_and_never_trains(tmp_path, no_training):
+    built = every_method_built(tmp_path, tiny_backbone("llama"))
+    assert all(isinstance(module, nn.Module) for *_, module in built)
+    assert {spec.name for spec, *_ in built} == {spec.name for spec in list_methods()}
     # the methods that need a run first declared it, and were built from the supplied one
-    assert ("spot", ["retrieval"]) in built and ("dtvg", ["stage1"]) in built
+    supplied = {(spec.name, tuple(sorted(ctx.prerequisites))) for spec, _, _, ctx, _ in built}
+    assert ("spot", ("retrieval",)) in supplied and ("dtvg", ("stage1",)) in supplied
+
+
+def test_a_method_with_restore_is_rebuilt_from_its_checkpoint_alone(tmp_path, no_training):
+    """``MethodSpec.restore`` rebuilds the trained module, equal in every tensor, extra state and output (on a batch
+    mixing the run's tasks), with the library, the init prompts and the prerequisite runs its options name gone."""
+    import shutil
+
+    from mtpt.training.checkpoint import load_method_state, read_checkpoint_contents, save_checkpoint
+
+    backbone = tiny_backbone("llama")
+    built = [case for case in every_method_built(tmp_path, backbone) if case[0].restore is not None]
+    hidden = backbone.hidden_size
+
+    def batch(ctx: BuildContext) -> PromptBatch:
+        task_ids = torch.arange(3) % len(ctx.task_names)
+        return PromptBatch(torch.randn(3, 5, hidden, generator=torch.Generator().manual_seed(0)), torch.ones(3, 5),
+                           task_ids)
+
+    saved = []
+    for index, (spec, method, config, ctx, module) in enumerate(built):
+        with torch.no_grad():  # as if trained: every tensor away from what the builder made
+            for param in module.parameters():
+                param.add_(torch.randn_like(param) * 0.1)
+        if hasattr(module, "after_step"):
+            module.train()
+            module(batch(ctx))
+            module.after_step(1)  # a method's evaluation state follows its parameters after a step (DTVG)
+        folder = tmp_path / "checkpoints" / str(index)
+        save_checkpoint(folder, module, {"method": spec.name})
+        saved.append(folder)
+    for gone in ("library", "pt-run", *(f.name for f in tmp_path.glob("*-source-*"))):
+        shutil.rmtree(tmp_path / gone)
+    for (spec, method, config, ctx, module), folder in zip(built, saved):
+        restored = spec.restore(config, replace(ctx, prerequisites={}), read_checkpoint_contents(folder))
+        load_method_state(folder, restored)
+        assert restored.state_dict().keys() == module.state_dict().keys(), method
+        for name, tensor in module.state_dict().items():
+            assert torch.equal(restored.state_dict()[name], tensor), (method, name)
+        if hasattr(module, "extra_state"):
+            assert restored.extra_state() == module.extra_state(), method
+        assert [p.requires_grad for p in restored.parameters()] == [p.requires_grad for p in module.parameters()]
+        module.eval(), restored.eval()
+        with torch.no_grad():
+            assert torch.equal(module(batch(ctx)), restored(batch(ctx))), method
+            if getattr(module, "current_delta", None) is not None:  # TA-LoRA's gated block, read by its hooks
+                assert torch.equal(module.current_delta, restored.current_delta), method
+    assert {spec.name for spec, *_ in built} == {spec.name for spec in list_methods() if spec.trains}
+    assert sum(len(ctx.task_names) > 1 for *_, ctx, _ in built) >= 4
 
 
 def fill_roles(options: dict, spec: MethodSpec, library: Path, target_prompt: Path) -> dict:
@@ -176,6 +245,28 @@ def test_a_new_method_trains_with_its_prerequisite_run(warm_start, tmp_path):
     assert (out / "warmup" / "results.json").exists() and (out / "results.json").exists()
     assert json.loads((out / "warmup" / "checkpoints" / "best" / "meta.json").read_text())["method"] == "pt"
     assert get_method("warm_start") is warm_start
+
+
+def test_a_trained_run_that_cannot_be_restored_names_what_is_missing_and_trains_nothing(warm_start, tmp_path):
+    """A method without ``restore`` (this one) needs what its config names to rebuild a trained run: a missing
+    prerequisite run is named, not retrained."""
+    import shutil
+
+    from mtpt.cli import main
+    from mtpt.errors import MtptError
+    from mtpt.runs import load_run
+
+    toy_task("contract-toy", n_train=8, n_eval=4)
+    out = tmp_path / "run"
+    assert main(["train", "--backbone", "tiny-llama", "--tasks", "[contract-toy]", "--method", "{name: warm_start}",
+                 "--train.steps", "1", "--train.batch_size", "2", "--train.eval_every", "1",
+                 "--output_dir", str(out)]) == 0
+    load_run(out)
+    shutil.rmtree(out / "warmup")
+    with pytest.raises(MtptError, match=f"{out}: rebuilding the trained run from its config.yaml failed: its "
+                                        f"prerequisite run {out / 'warmup'} is missing or unfinished.*restore what"):
+        load_run(out)
+    assert not (out / "warmup").exists()
 
 
 def test_a_new_method_runs_through_bench_speed(warm_start, tmp_path):

@@ -198,6 +198,43 @@ def test_spot_retrieval_run_inside_training(tmp_path, lib, backbone):
     assert state["transfer"]["source"] == record["source"]
 
 
+def test_a_transfer_run_copied_without_its_library_evaluates_as_trained(tmp_path, lib, backbone):
+    """A run folder moved to a machine without its library (and without its retrieval run) is rebuilt from its
+    checkpoint: the same test scores, the same inputs left out as leaked (its source tasks are in the checkpoint)."""
+    import shutil
+
+    from mtpt.runs import RestoredFromCheckpointWarning, evaluate_run, load_run
+
+    library = shutil.copytree(lib, tmp_path / "library")
+    method = {"name": "spot", "source_library": str(library), "sources": list(SOURCES), "retrieval_steps": 2}
+    run = train(run_config(method, [TARGET], tmp_path / "run", final=["test"]), backbone=backbone).run_dir
+    before = evaluate_run(run, splits=("test",), backbone=backbone)
+    shutil.rmtree(run / "retrieval")
+    with pytest.warns(RestoredFromCheckpointWarning, match=f"its prerequisite run {run / 'retrieval'} is missing"):
+        assert evaluate_run(run, splits=("test",), backbone=backbone) == before
+    assert not (run / "retrieval").exists()  # rebuilding a trained run never trains its prerequisites
+    shutil.rmtree(library)
+    with pytest.warns(RestoredFromCheckpointWarning, match=f"{run}: rebuilt from its checkpoint .* alone, as rebuilding "
+                                                           f"it as it was trained failed: {library} is not a "
+                                                           f"source-prompt library"):
+        assert evaluate_run(run, splits=("test",), backbone=backbone) == before
+    with pytest.warns(RestoredFromCheckpointWarning):
+        assert set(SOURCES) <= set(load_run(run, backbone=backbone).source_tasks)
+
+    meta = run / "checkpoints" / "best" / "meta.json"  # a checkpoint written before source tasks were recorded
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "source_tasks"}))
+    with pytest.warns(RestoredFromCheckpointWarning), \
+            pytest.raises(MtptError, match="does not record its sources' tasks.*`mtpt predict` needs none"):
+        evaluate_run(run, splits=("test",), backbone=backbone)
+    with pytest.warns(RestoredFromCheckpointWarning):
+        assert load_run(run, backbone=backbone).source_tasks is None  # predicting needs no leakage check
+
+    other = Path(lib) / "_runs" / TARGET / "seed-42" / "checkpoints" / "best"  # a pt checkpoint of the same shape
+    with pytest.raises(MtptError, match="rebuilding the trained run .* failed too: the checkpoint was saved by "
+                                        "method 'pt', not 'spot'"):
+        load_run(run, str(other), backbone=backbone)
+
+
 def test_spot_without_a_library_says_how_to_make_one(backbone):
     with pytest.raises(MtptError, match="train-source"):
         build(backbone, {"name": "spot"}, [TARGET])

@@ -319,15 +319,18 @@ def test_a_trained_run_whose_init_lies_in_its_project_loads_after_the_project_mo
     assert torch.equal(parts.model.method.prompt.detach(), trained)
 
 
-def test_a_trained_run_whose_init_file_is_gone_says_what_to_restore(tmp_path, monkeypatch):
-    from mtpt.runs import load_run
+def test_a_trained_run_whose_init_file_is_gone_is_rebuilt_from_its_checkpoint(tmp_path, monkeypatch):
+    from mtpt.runs import RestoredFromCheckpointWarning, evaluate_run
 
     monkeypatch.chdir(tmp_path)
     train_from_an_exported_prompt("scratch/a.safetensors")
+    before = evaluate_run("b/run", splits=("validation", "test"), predictions="before.jsonl")
     (tmp_path / "scratch" / "a.safetensors").unlink()
-    with pytest.raises(MtptError, match=r"b/run: rebuilding the trained run from its config.yaml failed: .*"
-                                        r"scratch/a.safetensors does not exist.*restore what is missing"):
-        load_run("b/run")
+    with pytest.warns(RestoredFromCheckpointWarning, match=r"b/run: rebuilt from its checkpoint .*best alone, as "
+                                                           r"rebuilding .*scratch/a.safetensors does not exist"):
+        after = evaluate_run("b/run", splits=("validation", "test"), predictions="after.jsonl")
+    assert after == before
+    assert (tmp_path / "after.jsonl").read_text() == (tmp_path / "before.jsonl").read_text()
 
 
 def test_portable_records_rewrites_absolute_project_paths_and_nothing_else(tmp_path, monkeypatch):

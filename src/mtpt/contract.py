@@ -84,6 +84,18 @@ class FinishedRun:
     """``best`` when the run had a validation metric, else ``last`` (see :func:`mtpt.run_folder.kept_checkpoint`)."""
 
 
+@dataclass(frozen=True)
+class CheckpointContents:
+    """What a checkpoint holds, handed to a method's ``restore`` (:attr:`mtpt.registry.MethodSpec.restore`)."""
+
+    tensors: dict[str, Tensor]
+    """The method's saved ``state_dict`` (parameters and persistent buffers), on the CPU."""
+    extra_state: dict[str, Any]
+    """Its JSON extra state (:class:`ExtraState`; empty for a method without one)."""
+    meta: dict[str, Any]
+    """The checkpoint's ``meta.json``: method, backbone, tasks, source tasks, step, metrics."""
+
+
 @dataclass
 class BuildContext:
     """What a method's builder may use; plain values, no trainer objects."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from torch import nn
 
-from mtpt.contract import BuildContext, Prerequisite
+from mtpt.contract import BuildContext, CheckpointContents, Prerequisite
 from mtpt.errors import MtptError
 
 if TYPE_CHECKING:
@@ -76,6 +76,9 @@ class SpeedVariant:
         return self.multi_task if self.mixed_inference is None else self.mixed_inference
 
 
+RestoreFn = Callable[[Any, BuildContext, CheckpointContents], nn.Module]
+"""``restore(method_config, context, checkpoint) -> module``: the trained module rebuilt from its checkpoint alone."""
+
 PrerequisitesFn = Callable[[Any, "RunConfig"], list[Prerequisite]]
 """``prerequisites(method_config, run_config) -> [Prerequisite, ...]``: the runs to finish before building."""
 
@@ -98,6 +101,13 @@ class MethodSpec:
     """Which options point at a library, a source run, or hold the prompt length."""
     speed: tuple[SpeedVariant, ...] = ()
     """How ``mtpt bench speed`` builds and judges the method (none: it is not benchmarked)."""
+    restore: RestoreFn | None = None
+    """Rebuilds a trained module from its checkpoint alone, reading none of the files its options name (a source
+    library, an init prompt, a prerequisite run), so that a run folder copied without them can still predict,
+    evaluate and export. The module's ``state_dict`` must have the checkpoint's keys and shapes (the checkpoint is
+    then loaded into it as usual). Used only when the run cannot be rebuilt as it was trained (``build``); ``None``
+    for a method whose checkpoint does not hold everything its trained module computes with (tensors kept out of
+    the ``state_dict``), whose runs then need what their config names."""
     trains: bool = True
     """False for a method with nothing to train (zero-shot): its runs only evaluate, and a learning-rate search
     skips it."""

@@ -21,13 +21,14 @@ from typing import ContextManager
 from mtpt.backbones import Backbone, load_backbone
 from mtpt.config import RunConfig, method_config, validate
 from mtpt.contract import FinishedRun, Prerequisite
+from mtpt.errors import MtptError
 from mtpt.locking import exclusive, lock_path_for
 from mtpt.run_folder import is_finished, kept_checkpoint, refuse_changed_run
 from mtpt.runtime import RunParts, build_run
 from mtpt.training.loop import TrainResult, Trainer, evaluate_untrained
 from mtpt.training.opening import claim
 
-__all__ = ["build", "ensure_run", "prerequisites_of", "resolve_prerequisites", "train"]
+__all__ = ["build", "ensure_run", "finished_prerequisites", "prerequisites_of", "resolve_prerequisites", "train"]
 
 BackboneSource = Callable[[], Backbone]
 """Gives the backbone when a run must train (a finished run is reused without loading a model)."""
@@ -43,6 +44,20 @@ def prerequisites_of(config: RunConfig) -> list[Prerequisite]:
 def resolve_prerequisites(config: RunConfig, backbone: BackboneSource) -> dict[str, FinishedRun]:
     """Train (or reuse) every prerequisite run of ``config``; returns them by key."""
     return {p.key: ensure_run(p.config, backbone) for p in prerequisites_of(config)}
+
+
+def finished_prerequisites(config: RunConfig) -> dict[str, FinishedRun]:
+    """The prerequisite runs of an already trained ``config``, which must lie finished in their sub-folders: a run
+    rebuilt to predict or evaluate never trains one (an error names the missing folder instead)."""
+    finished = {}
+    for p in prerequisites_of(config):
+        folder = Path(p.config.output_dir)
+        if not is_finished(folder):
+            raise MtptError(f"its prerequisite run {folder} is missing or unfinished (a run keeps its prerequisite "
+                            "runs in its own sub-folders: copy that one with it).")
+        refuse_changed_run(p.config)
+        finished[p.key] = FinishedRun(folder, kept_checkpoint(folder))
+    return finished
 
 
 def ensure_run(config: RunConfig, backbone: BackboneSource,
@@ -62,7 +77,8 @@ def ensure_run(config: RunConfig, backbone: BackboneSource,
 
 
 def build(config: RunConfig, backbone: Backbone | None = None) -> RunParts:
-    """The run's parts, its prerequisite runs trained or reused first (``mtpt params``, rebuilding a finished run)."""
+    """The run's parts, its prerequisite runs trained or reused first (``mtpt params``, zero-shot evaluation; a
+    finished run is rebuilt by :func:`mtpt.runs.load_run`, which never trains)."""
     backbone = backbone or load_backbone(config.backbone)
     return build_run(config, backbone, resolve_prerequisites(config, lambda: backbone))
 

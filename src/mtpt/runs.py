@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from mtpt.atomic import atomic_write_text
-from mtpt.backbones import Backbone, local_reference
-from mtpt.config import DataConfig, RunConfig, run_config_from_dict, validate
-from mtpt.errors import MtptError
+from mtpt.backbones import Backbone, load_backbone, local_reference
+from mtpt.config import DataConfig, RunConfig, method_config, run_config_from_dict, validate
+from mtpt.errors import MtptError, MtptWarning
 from mtpt.contract import ExtraState, TaskPrompts
 from mtpt.peft_io import export_peft_prompt
 from mtpt.precision import make_accelerator
 from mtpt.prompt_io import save_prompt
 from mtpt.run_folder import read_run_config
-from mtpt.runner import build
-from mtpt.runtime import RunParts
-from mtpt.training.checkpoint import load_method_state
+from mtpt.runner import build, finished_prerequisites
+from mtpt.runtime import RunParts, build_run
+from mtpt.training.checkpoint import load_method_state, read_checkpoint_contents
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets
 
 
@@ -34,9 +35,12 @@ def checkpoint_dir(run_dir: str | Path, which: str) -> Path:
 def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None = None) -> RunParts:
     """Rebuild a trained run's model from its resolved config and load a checkpoint into it.
 
-    A method with nothing to load (no tensors and no extra state, such as ``zero_shot``) needs no checkpoint:
-    ``mtpt train`` writes such a run's config and results but no checkpoints, and nothing is loaded, whatever
-    ``which`` says."""
+    The run is rebuilt as it was trained (its method reads the files its options name: an init prompt, a source
+    library, its prerequisite runs, which must have finished; none is trained here). Where that fails (a run folder
+    copied without its library) and the method's registry entry has ``restore``, the model is rebuilt from the
+    checkpoint alone, with a warning that says what was missing. A method with nothing to load (no tensors and no
+    extra state, such as ``zero_shot``) needs no checkpoint: ``mtpt train`` writes such a run's config and results
+    but no checkpoints, and nothing is loaded, whatever ``which`` says."""
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.exists():
         raise MtptError(f"{run_dir} has no config.yaml: not a folder written by `mtpt train`.")
@@ -46,15 +50,11 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
         message = str(err)
         raise MtptError(message if str(config_path) in message else f"{config_path}: {message}") from None
     config.output_dir = str(run_dir)  # the folder may have moved; its prerequisite runs live in sub-folders of it
+    backbone = backbone or load_backbone(config.backbone)
     try:
-        parts = build(config, backbone)
+        parts = build_run(config, backbone, finished_prerequisites(config))
     except MtptError as err:
-        # the method is built as it was trained before its checkpoint is loaded, so a file its options name (an
-        # init prompt, a source library) must still be there: say so, or the error reads like a training problem
-        raise MtptError(f"{run_dir}: rebuilding the trained run from its config.yaml failed: {err} A run is rebuilt "
-                        f"as it was trained (its backbone, tasks, and the files its method options name, such as an "
-                        f"init prompt or a source library), then its checkpoint is loaded: restore what is missing, "
-                        f"or edit {config_path} to name where it lies now.") from None
+        parts = _restored(config, which, backbone, err)
     if not has_state(parts.model.method):
         return parts
     meta = load_method_state(checkpoint_dir(run_dir, which), parts.model.method)
@@ -64,6 +64,36 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
             f"({meta.get('weights_hash')} vs {parts.backbone.weights_hash})."
         )
     return parts
+
+
+class RestoredFromCheckpointWarning(MtptWarning):
+    """A trained run rebuilt from its checkpoint alone, because what its config names is gone."""
+
+
+def _restored(config: RunConfig, which: str, backbone: Backbone, build_error: MtptError) -> RunParts:
+    """The run rebuilt from its checkpoint by its method's ``restore``; the build's error when it cannot be."""
+    run_dir = Path(config.output_dir)
+    spec, _ = method_config(config.method)
+    folder = run_dir / "checkpoints" / which if which in ("best", "last") else Path(which)
+    if spec.restore is None or not folder.exists():
+        raise _rebuild_error(run_dir, build_error, "")
+    try:
+        parts = build_run(config, backbone, restore_from=read_checkpoint_contents(folder))
+    except MtptError as err:
+        raise _rebuild_error(run_dir, build_error, f" Rebuilding it from its checkpoint alone failed too: {err}") \
+            from None
+    warnings.warn(f"{run_dir}: rebuilt from its checkpoint {folder} alone, as rebuilding it as it was trained "
+                  f"failed: {build_error}", RestoredFromCheckpointWarning, stacklevel=3)
+    return parts
+
+
+def _rebuild_error(run_dir: Path, build_error: MtptError, more: str) -> MtptError:
+    # the method is built as it was trained before its checkpoint is loaded, so a file its options name (an
+    # init prompt, a source library) must still be there: say so, or the error reads like a training problem
+    return MtptError(f"{run_dir}: rebuilding the trained run from its config.yaml failed: {build_error} A run is "
+                     f"rebuilt as it was trained (its backbone, tasks, and the files its method options name, such "
+                     f"as an init prompt or a source library), then its checkpoint is loaded: restore what is "
+                     f"missing, or edit {run_dir / 'config.yaml'} to name where it lies now.{more}")
 
 
 def has_state(method) -> bool:

@@ -11,9 +11,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mtpt.contract import PromptBatch
+from mtpt.contract import CheckpointContents, PromptBatch
 
-__all__ = ["TransferredPrompt"]
+__all__ = ["TransferredPrompt", "restored_transfer"]
 
 
 class TransferredPrompt(nn.Module):
@@ -46,3 +46,8 @@ class TransferredPrompt(nn.Module):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if "transfer" in state:
             self.record = copy.deepcopy(state["transfer"])
+
+
+def restored_transfer(checkpoint: CheckpointContents) -> TransferredPrompt:
+    """A :class:`TransferredPrompt` from its checkpoint alone (its record comes back with the extra state)."""
+    return TransferredPrompt(checkpoint.tensors["prompt"], checkpoint.extra_state.get("transfer", {}))

@@ -32,7 +32,7 @@ from torch import nn
 from mtpt import faults
 from mtpt.atomic import new_version_folder, publish_folder, recover_folder, write_synced
 from mtpt.errors import MtptError
-from mtpt.contract import ExtraState
+from mtpt.contract import CheckpointContents, ExtraState
 from mtpt.loading import check_finite, read_json, read_tensors, read_torch_state
 
 METHOD_WEIGHTS = "method.safetensors"
@@ -91,9 +91,7 @@ def recover_checkpoints(checkpoints: str | Path) -> list[str]:
 def load_method_state(folder: str | Path, method: nn.Module) -> dict[str, Any]:
     """Load a checkpoint's tensors and extra state into ``method``; returns its meta."""
     folder = Path(folder)
-    if not (folder / METHOD_WEIGHTS).exists():
-        raise MtptError(f"{folder} is not an mtpt checkpoint (no {METHOD_WEIGHTS}).")
-    state = read_tensors(folder / METHOD_WEIGHTS, "checkpoint file")
+    state = _read_weights(folder)
     missing, unexpected = method.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise MtptError(
@@ -109,6 +107,21 @@ def load_method_state(folder: str | Path, method: nn.Module) -> dict[str, Any]:
             raise MtptError(f"{folder / METHOD_STATE} does not hold this method's state "
                             f"({type(err).__name__}: {err}): the file is damaged.") from None
     return meta
+
+
+def read_checkpoint_contents(folder: str | Path) -> CheckpointContents:
+    """Everything a checkpoint holds about its method: tensors, JSON extra state and meta (a method's ``restore``
+    rebuilds the module from it)."""
+    folder = Path(folder)
+    tensors = _read_weights(folder)
+    extra = read_json(folder / METHOD_STATE, what="checkpoint file")
+    return CheckpointContents(tensors, extra, read_meta(folder))
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    if not (folder / METHOD_WEIGHTS).exists():
+        raise MtptError(f"{folder} is not an mtpt checkpoint (no {METHOD_WEIGHTS}).")
+    return read_tensors(folder / METHOD_WEIGHTS, "checkpoint file")
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:

@@ -85,6 +85,11 @@ def split_examples(config, task: Task, split: str, *, capped: bool = True) -> li
 def leakage_sources(parts: RunParts) -> list[str]:
     """The tasks whose training data counts as the run's sources for leakage: the method's
     (``parts.source_tasks``) and ``data.exclude_overlap_with``."""
+    if parts.source_tasks is None:
+        raise MtptError(
+            f"{parts.config.output_dir}: this run was rebuilt from its checkpoint alone (what its method options name "
+            "is gone) and its checkpoint does not record its sources' tasks, so the evaluation inputs found in their "
+            "training data cannot be left out. Restore what its config.yaml names (`mtpt predict` needs none of it).")
     return list(dict.fromkeys([*parts.source_tasks, *parts.config.data.exclude_overlap_with]))
 
 

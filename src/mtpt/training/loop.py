@@ -244,6 +244,9 @@ class Trainer:
             "backbone": parts.backbone.name,
             "weights_hash": parts.backbone.weights_hash,
             "tasks": parts.task_names,
+            # what the test inputs left out as leaked are checked against, should the run be rebuilt from this
+            # checkpoint alone (MethodSpec.restore) once its library is gone
+            "source_tasks": parts.source_tasks,
             "seed": self.cfg.train.seed,
             "step": self.step,
             "best_step": self.best_step,

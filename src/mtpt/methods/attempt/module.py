@@ -11,7 +11,7 @@ from mtpt.errors import MtptError
 from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.methods.attempt.attention import AttemptAttention
 from mtpt.methods.attempt.config import AttemptConfig
-from mtpt.contract import BuildContext, PromptBatch
+from mtpt.contract import BuildContext, CheckpointContents, PromptBatch
 from mtpt.prompt_init import initial_prompt
 
 
@@ -88,6 +88,21 @@ class Attempt(nn.Module):
             )
 
 
+def restore(config: AttemptConfig, ctx: BuildContext, checkpoint: CheckpointContents) -> Attempt:
+    """The trained module from its checkpoint, without the library (``MethodSpec.restore``): the frozen source
+    prompts are saved with it."""
+    tensors = checkpoint.tensors
+    return Attempt(tensors["sources"], checkpoint.extra_state.get("sources", []), tensors["targets"],
+                   _attention(config, ctx), config.per_task_target, config.attention_lr)
+
+
+def _attention(config: AttemptConfig, ctx: BuildContext) -> AttemptAttention:
+    try:
+        return AttemptAttention(ctx.hidden_size, config.bottleneck, config.temperature)
+    except ValueError as err:
+        raise MtptError(f"Invalid ATTEMPT options: {err}") from None
+
+
 def build(config: AttemptConfig, ctx: BuildContext) -> Attempt:
     library = open_for_run(config.source_library, ctx)
     names = learned_sources(library, select_sources(library, config.sources, ctx.task_names), config.source_seed,
@@ -95,11 +110,7 @@ def build(config: AttemptConfig, ctx: BuildContext) -> Attempt:
     sources = library.prompts(names, config.source_seed)
     slots = len(ctx.task_names) if config.per_task_target else 1
     target = _target_init(config, library, sources, ctx)
-    try:
-        attention = AttemptAttention(ctx.hidden_size, config.bottleneck, config.temperature)
-    except ValueError as err:
-        raise MtptError(f"Invalid ATTEMPT options: {err}") from None
-    return Attempt(sources, names, target.unsqueeze(0).repeat(max(1, slots), 1, 1), attention,
+    return Attempt(sources, names, target.unsqueeze(0).repeat(max(1, slots), 1, 1), _attention(config, ctx),
                    config.per_task_target, config.attention_lr)
 
 

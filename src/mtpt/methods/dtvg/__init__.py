@@ -9,7 +9,7 @@ from mtpt.methods.dtvg.commands import COMMANDS
 from mtpt.methods.dtvg.config import DtvgConfig
 from mtpt.methods.dtvg.module import DynamicGrouping
 from mtpt.methods.dtvg.speed import grouping_cost
-from mtpt.methods.dtvg.stages import build, prerequisites
+from mtpt.methods.dtvg.stages import build, prerequisites, restore
 from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 
 register_method(
@@ -17,6 +17,7 @@ register_method(
         name="dtvg",
         config_cls=DtvgConfig,
         build=build,
+        restore=restore,
         summary="DTVG: target prompt + per-token scaled source task vectors, regrouped by target similarity and "
         "knowledge consistency on every training step; fixed merged prompt for evaluation.",
         cli_commands=dict(COMMANDS),

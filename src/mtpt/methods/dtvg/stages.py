@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
-from mtpt.contract import BuildContext, Prerequisite
+from mtpt.contract import BuildContext, CheckpointContents, Prerequisite
 from mtpt.errors import MtptError
 from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.library.target_run import target_prompt, target_run_prerequisite
@@ -25,7 +25,7 @@ from mtpt.methods.dtvg.module import DynamicGrouping
 STAGE1_DIR = "stage1"
 """The stage-I run's key: its sub-folder of the run folder."""
 
-__all__ = ["STAGE1_DIR", "build", "grouping_rule", "prerequisites", "spot_choice"]
+__all__ = ["STAGE1_DIR", "build", "grouping_rule", "prerequisites", "restore", "spot_choice"]
 
 
 def prerequisites(config: DtvgConfig, run) -> list[Prerequisite]:
@@ -61,10 +61,26 @@ def build(config: DtvgConfig, ctx: BuildContext) -> DynamicGrouping:
     elif ablation is Ablation.FIXED_GROUP:
         # "At the start": the stage-I target vector with every scale at its initial value 1.
         fixed = rule.details(target - p_init, vectors).group
-    lrs = {"target_prompt": config.lr_target_prompt, "target_scale": config.lr_target_scale,
-           "source_scales": config.lr_source_scales}
     return DynamicGrouping(p_init, target, vectors, sources, rule=rule, ablation=ablation, fixed_group=fixed,
-                           eval_group=config.eval_group, lrs=lrs, record=record)
+                           eval_group=config.eval_group, lrs=_learning_rates(config), record=record)
+
+
+def _learning_rates(config: DtvgConfig) -> dict[str, float | None]:
+    return {"target_prompt": config.lr_target_prompt, "target_scale": config.lr_target_scale,
+            "source_scales": config.lr_source_scales}
+
+
+def restore(config: DtvgConfig, ctx: BuildContext, checkpoint: CheckpointContents) -> DynamicGrouping:
+    """The trained stage-II module from its checkpoint, without the library or stage I (``MethodSpec.restore``):
+    P_init, the source vectors and the merged evaluation prompt are saved with it, the groups with its state."""
+    tensors, state = checkpoint.tensors, checkpoint.extra_state
+    sources = list(state.get("sources", []))
+    ablation = Ablation(config.ablation)
+    fixed = [sources.index(name) for name in state.get("fixed_group") or []] \
+        if ablation is Ablation.FIXED_GROUP else None
+    return DynamicGrouping(tensors["p_init"], tensors["target_prompt"], tensors["source_vectors"], sources,
+                           rule=grouping_rule(config), ablation=ablation, fixed_group=fixed,
+                           eval_group=config.eval_group, lrs=_learning_rates(config), record=state.get("record"))
 
 
 def grouping_rule(config: DtvgConfig) -> GroupingRule:

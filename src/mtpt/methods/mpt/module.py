@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from mtpt.errors import MtptError
 from mtpt.library.access import open_for_run, select_sources
-from mtpt.contract import BuildContext, LossContext, PromptBatch
+from mtpt.contract import BuildContext, CheckpointContents, LossContext, PromptBatch
 from mtpt.methods.mpt.config import MptConfig
 from mtpt.methods.mpt.distillation import distillation_loss, init_task_factors, mpt_task_prompts
 from mtpt.prompt_init import initial_prompt
@@ -100,6 +100,16 @@ def build(config: MptConfig, ctx: BuildContext) -> MultitaskPrompt:
     if config.stage == "target":
         return _build_target(config, ctx)
     return _build_source(config, ctx)
+
+
+def restore(config: MptConfig, ctx: BuildContext, checkpoint: CheckpointContents) -> MultitaskPrompt:
+    """The trained module from its checkpoint, without the library or the source-stage run
+    (``MethodSpec.restore``): the shared prompt and every task's factors are saved with it (the teachers only
+    served distillation while training)."""
+    tensors = checkpoint.tensors
+    return MultitaskPrompt(tensors[SHARED], tensors[COLS], tensors[ROWS],
+                           train_shared=config.stage == "source" or config.train_shared, factor_lr=config.factor_lr,
+                           record=checkpoint.extra_state.get("mpt"))
 
 
 def _check(config: MptConfig) -> None:

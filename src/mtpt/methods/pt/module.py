@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtpt.contract import BuildContext, PromptBatch
+from mtpt.contract import BuildContext, CheckpointContents, PromptBatch
 from mtpt.methods.pt.config import PromptTuningConfig
 from mtpt.prompt_init import initial_prompt
 
@@ -30,3 +30,8 @@ def build(config: PromptTuningConfig, ctx: BuildContext) -> PromptTuning:
         config.init, config.prompt_length, ctx, text=config.init_text, path=config.init_path, generator=generator
     )
     return PromptTuning(prompt)
+
+
+def restore(config: PromptTuningConfig, ctx: BuildContext, checkpoint: CheckpointContents) -> PromptTuning:
+    """The trained prompt from its checkpoint, without the init file (``MethodSpec.restore``)."""
+    return PromptTuning(checkpoint.tensors["prompt"])

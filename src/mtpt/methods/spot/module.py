@@ -7,12 +7,12 @@ from typing import Any
 
 from torch import Tensor
 
-from mtpt.contract import BuildContext, Prerequisite
+from mtpt.contract import BuildContext, CheckpointContents, Prerequisite
 from mtpt.errors import MtptError
 from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.library.format import MIXTURE, SourceLibrary
 from mtpt.library.target_run import target_prompt, target_run_prerequisite
-from mtpt.library.transfer import TransferredPrompt
+from mtpt.library.transfer import TransferredPrompt, restored_transfer
 from mtpt.methods.spot.config import SpotConfig
 from mtpt.methods.spot.retrieval import best_source, prompt_similarities
 from mtpt.similarity import first_argmax
@@ -53,6 +53,11 @@ def build(config: SpotConfig, ctx: BuildContext) -> TransferredPrompt:
     record = retrieve(library, sources, target, config)
     record["target_prompt"] = origin
     return TransferredPrompt(library.prompt(record["source"], config.source_seed), record)
+
+
+def restore(config: SpotConfig, ctx: BuildContext, checkpoint: CheckpointContents) -> TransferredPrompt:
+    """The trained prompt from its checkpoint, without the library (``MethodSpec.restore``)."""
+    return restored_transfer(checkpoint)
 
 
 def retrieve(library: SourceLibrary, sources: list[str], target: Tensor, config: SpotConfig) -> dict[str, Any]:

@@ -6,13 +6,14 @@
 from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 from mtpt.methods.ta_lora.config import TaLoraConfig
 from mtpt.methods.ta_lora.module import TaLora, TaLoraOptions
-from mtpt.methods.ta_lora.stages import build, load_source_run
+from mtpt.methods.ta_lora.stages import build, load_source_run, restore
 
 register_method(
     MethodSpec(
         name="ta_lora",
         config_cls=TaLoraConfig,
         build=build,
+        restore=restore,
         summary="TA-LoRA: shared prompt + s*B(u_i v_i^T) per task, fast/slow learning rates, zero-initialised "
         "gated attention, orthogonality regulariser; source and target stages.",
         roles=OptionRoles(source_run="source_run", learning_rates=("lr_slow", "lr_fast", "lr_gate")),

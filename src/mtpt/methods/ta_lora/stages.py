@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mtpt.errors import MtptError
-from mtpt.contract import BuildContext
+from mtpt.contract import BuildContext, CheckpointContents
 from mtpt.run_folder import RunCheckpoint, read_run_checkpoint
 from mtpt.methods.ta_lora.config import GateShape, Injection, Stage, TaLoraConfig, TargetInit
 from mtpt.methods.ta_lora.factors import balanced_std, random_factors, target_factors
@@ -23,7 +23,7 @@ from mtpt.methods.ta_lora.orthogonality import ORTHOGONALITY_MODES
 
 DEFAULT_PROMPT_LENGTH = 20
 
-__all__ = ["build", "load_source_run", "source_record"]
+__all__ = ["build", "load_source_run", "restore", "source_record"]
 
 
 def build(config: TaLoraConfig, ctx: BuildContext) -> TaLora:
@@ -31,6 +31,17 @@ def build(config: TaLoraConfig, ctx: BuildContext) -> TaLora:
     if Stage(config.stage) is Stage.TARGET:
         return _build_target(config, ctx)
     return _build_source(config, ctx)
+
+
+def restore(config: TaLoraConfig, ctx: BuildContext, checkpoint: CheckpointContents) -> TaLora:
+    """The trained module of either stage from its checkpoint, without theta0's source, the library or the source
+    run (``MethodSpec.restore``): theta0, B, the fast weights and the gates are saved with it. The source factors
+    the orthogonality penalty compares against are left out: they only shape training."""
+    _check(config)
+    tensors, source_stage = checkpoint.tensors, Stage(config.stage) is Stage.SOURCE
+    return TaLora(tensors["theta0"], tensors["slow_b"], tensors["fast_u"], tensors["fast_v"],
+                  _options(config, source_stage, _layers_value(config.layers)), gates=tensors["gates"],
+                  record=checkpoint.extra_state.get("ta_lora"))
 
 
 def _check(config: TaLoraConfig) -> None:

@@ -3,13 +3,14 @@
 from mtpt.registry import MethodSpec, OptionRoles, SpeedVariant, register_method
 from mtpt.methods.tpv.config import TpvConfig
 from mtpt.methods.tpv.grid import cmd_tpv_grid
-from mtpt.methods.tpv.module import PromptCombination, build, prerequisites
+from mtpt.methods.tpv.module import PromptCombination, build, prerequisites, restore
 
 register_method(
     MethodSpec(
         name="tpv",
         config_cls=TpvConfig,
         build=build,
+        restore=restore,
         summary="Task prompt vectors: P_init + sum of lambda-weighted library task vectors (init for PT, or combine).",
         cli_commands={"tpv-grid": ("Choose TPV's lambda on validation over a grid (method tpv, mode: combine).",
                                    cmd_tpv_grid)},

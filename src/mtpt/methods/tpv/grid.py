@@ -110,7 +110,8 @@ def _write_run(parts, method, result: GridResult, precision: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(run_dir, config, parts.spec.name, parts.method_config)
     meta = {"format": 1, "method": parts.spec.name, "backbone": parts.backbone.name,
-            "weights_hash": parts.backbone.weights_hash, "tasks": parts.task_names, "seed": config.train.seed,
+            "weights_hash": parts.backbone.weights_hash, "tasks": parts.task_names,
+            "source_tasks": parts.source_tasks, "seed": config.train.seed,
             "step": 0, "best_step": 0, "best_metric": result.best_metric,
             "metric_for_best": config.train.metric_for_best,
             "selection": "tpv-grid", "versions": environment_versions()}

@@ -8,10 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from mtpt.errors import MtptError
-from mtpt.contract import BuildContext, Prerequisite, PromptBatch
+from mtpt.contract import BuildContext, CheckpointContents, Prerequisite, PromptBatch
 from mtpt.library.access import learned_sources, open_for_run, select_sources
 from mtpt.library.target_run import target_prompt, target_run_prerequisite
-from mtpt.library.transfer import TransferredPrompt
+from mtpt.library.transfer import TransferredPrompt, restored_transfer
 from mtpt.methods.tpv.arithmetic import apply_to, most_similar
 from mtpt.methods.tpv.config import TpvConfig
 
@@ -111,3 +111,13 @@ def build(config: TpvConfig, ctx: BuildContext) -> nn.Module:
     record = {"method": "tpv", "mode": "init", "selection": "top_k", "target_prompt": origin,
               "lambdas": {sources[i]: weight for i in chosen}}
     return TransferredPrompt(apply_to(init, vectors[chosen], weight), record)
+
+
+def restore(config: TpvConfig, ctx: BuildContext, checkpoint: CheckpointContents) -> nn.Module:
+    """The trained module from its checkpoint, without the library (``MethodSpec.restore``): the combination's
+    frozen P_init and vectors are saved with it, as is the initialised prompt."""
+    if config.mode == "combine":
+        tensors = checkpoint.tensors
+        return PromptCombination(tensors["init"], tensors["vectors"], tensors["lambdas"].tolist(),
+                                 checkpoint.extra_state.get("sources", []))
+    return restored_transfer(checkpoint)
