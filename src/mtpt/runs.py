@@ -76,7 +76,7 @@ def _restored(config: RunConfig, which: str, backbone: Backbone, build_error: Mt
     spec, _ = method_config(config.method)
     folder = run_dir / "checkpoints" / which if which in ("best", "last") else Path(which)
     if spec.restore is None or not folder.exists():
-        raise _rebuild_error(run_dir, build_error, "")
+        raise _rebuild_error(run_dir, build_error, "") from None
     try:
         parts = build_run(config, backbone, restore_from=read_checkpoint_contents(folder))
     except MtptError as err:
