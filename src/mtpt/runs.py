@@ -74,8 +74,11 @@ def _restored(config: RunConfig, which: str, backbone: Backbone, build_error: Mt
     """The run rebuilt from its checkpoint by its method's ``restore``; the build's error when it cannot be."""
     run_dir = Path(config.output_dir)
     spec, _ = method_config(config.method)
-    folder = run_dir / "checkpoints" / which if which in ("best", "last") else Path(which)
-    if spec.restore is None or not folder.exists():
+    if spec.restore is None:
+        raise _rebuild_error(run_dir, build_error, "") from None
+    try:
+        folder = checkpoint_dir(run_dir, which)
+    except MtptError:
         raise _rebuild_error(run_dir, build_error, "") from None
     try:
         parts = build_run(config, backbone, restore_from=read_checkpoint_contents(folder))
