@@ -5,7 +5,8 @@
 Reads the benchmark config (YAML: ``methods`` with their own ``targets``/``seeds``, ``targets``, ``seeds``,
 ``baseline``, ``report_split``, ``comparisons``) and every ``<out>/cells/<method>/<target>/seed-<s>/results.json``,
 and prints one line per comparison: the mean score difference over the (target, seed) cells both rows have, wins /
-losses, the two-sided sign-test p and the 95 % percentile bootstrap interval of the mean difference. It imports
+losses, the two-sided sign-test p, the 95 % percentile bootstrap interval of the mean difference and the standard
+deviation of the differences (ddof 1: what sizes a larger benchmark; the report does not show it). It imports
 nothing from mtpt, on purpose: it is written apart from the report code (mtpt.bench.quality_compare and
 mtpt.bench.paired) from the protocol as documented, so that agreement between the two is a check of both.
 
@@ -49,13 +50,14 @@ def compare(a: dict, b: dict, resamples: int, seed: int) -> dict | None:
         return None
     diffs = np.array([a[k] - b[k] for k in keys])
     wins, losses = int(np.sum(diffs > 0)), int(np.sum(diffs < 0))
-    low = high = None
+    low = high = sd = None
     if len(keys) > 1:
+        sd = float(diffs.std(ddof=1))
         draws = np.random.default_rng(seed).integers(0, len(keys), size=(resamples, len(keys)))
         low, high = (float(x) for x in np.percentile(diffs[draws].mean(axis=1), [2.5, 97.5]))
     return {"cells": len(keys), "wins": wins, "losses": losses, "mean": float(diffs.mean()),
             "p": float(binomtest(wins, wins + losses).pvalue) if wins + losses else 1.0,
-            "ci_low": low, "ci_high": high, "targets": sorted({k[0] for k in keys})}
+            "ci_low": low, "ci_high": high, "sd": sd, "targets": sorted({k[0] for k in keys})}
 
 
 def recompute(config_path: str | Path, out: str | Path | None = None, checkpoint: str = "best") -> list[dict]:
@@ -102,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for r in results:
         interval = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+        sd = "-" if r["sd"] is None else f"{r['sd']:.2f}"
         print(f"{r['row']} vs {r['baseline']} ({r['group']}: {', '.join(r['targets'])}; {r['checkpoint']}): "
               f"{r['cells']} cells, {r['wins']} wins / {r['losses']} losses, mean {r['mean']:+.2f}, "
-              f"95% bootstrap {interval}, sign-test p={r['p']:.3f}")
+              f"95% bootstrap {interval}, sign-test p={r['p']:.3f}, sd of the differences {sd}")
     return 0
 
 

@@ -433,7 +433,10 @@ def test_recompute_script_prints_the_comparisons(v2_config, tmp_path, capsys):
     dtvg = next(c for c in compare_rows(config, rows) if (c["row"], c["baseline"], c["group"]) == ("dtvg", "pt", "related"))
     assert (dtvg["cells"], dtvg["wins"], dtvg["mean"]) == (2, 2, 5 + 1.5)
     assert module.main([str(path)]) == 0
-    assert "dtvg vs pt (related: v2-target; best): 2 cells, 2 wins / 0 losses, mean +6.50" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "dtvg vs pt (related: v2-target; best): 2 cells, 2 wins / 0 losses, mean +6.50" in printed
+    # differences 6 and 7: their sample standard deviation, which the report does not show
+    assert "sign-test p=0.500, sd of the differences 0.71\n" in printed.split("dtvg vs pt (related", 1)[1]
 
 
 def test_sources_that_did_not_learn_are_left_out_of_the_mixture_and_the_source_stages(tmp_path):
