@@ -10,14 +10,14 @@ from mtpt.atomic import atomic_write_text
 from mtpt.backbones import Backbone, load_backbone, local_reference
 from mtpt.config import DataConfig, RunConfig, method_config, run_config_from_dict, validate
 from mtpt.errors import MtptError, MtptWarning
-from mtpt.contract import ExtraState, TaskPrompts
+from mtpt.contract import CheckpointContents, ExtraState, TaskPrompts
 from mtpt.peft_io import export_peft_prompt
 from mtpt.precision import make_accelerator
 from mtpt.prompt_io import save_prompt
 from mtpt.run_folder import read_run_config
 from mtpt.runner import build, finished_prerequisites
 from mtpt.runtime import RunParts, build_run
-from mtpt.training.checkpoint import load_method_state, read_checkpoint_contents
+from mtpt.training.checkpoint import apply_checkpoint_contents, read_checkpoint_contents
 from mtpt.training.evaluate import evaluate_sets, load_eval_sets
 
 
@@ -51,13 +51,15 @@ def load_run(run_dir: str | Path, which: str = "best", backbone: Backbone | None
         raise MtptError(message if str(config_path) in message else f"{config_path}: {message}") from None
     config.output_dir = str(run_dir)  # the folder may have moved; its prerequisite runs live in sub-folders of it
     backbone = backbone or load_backbone(config.backbone)
+    contents = None  # the restore path reads the checkpoint before the module exists: read once
     try:
         parts = build_run(config, backbone, finished_prerequisites(config))
     except MtptError as err:
-        parts = _restored(config, which, backbone, err)
+        parts, contents = _restored(config, which, backbone, err)
     if not has_state(parts.model.method):
         return parts
-    meta = load_method_state(checkpoint_dir(run_dir, which), parts.model.method)
+    folder = checkpoint_dir(run_dir, which)
+    meta = apply_checkpoint_contents(contents or read_checkpoint_contents(folder), parts.model.method, folder)
     if meta.get("weights_hash") not in (None, parts.backbone.weights_hash):
         raise MtptError(
             f"Checkpoint was trained on backbone {meta.get('backbone')!r} with other weights "
@@ -70,8 +72,10 @@ class RestoredFromCheckpointWarning(MtptWarning):
     """A trained run rebuilt from its checkpoint alone, because what its config names is gone."""
 
 
-def _restored(config: RunConfig, which: str, backbone: Backbone, build_error: MtptError) -> RunParts:
-    """The run rebuilt from its checkpoint by its method's ``restore``; the build's error when it cannot be."""
+def _restored(config: RunConfig, which: str, backbone: Backbone,
+              build_error: MtptError) -> tuple[RunParts, CheckpointContents]:
+    """The run rebuilt from its checkpoint by its method's ``restore``, and the checkpoint's contents; the build's
+    error when it cannot be."""
     run_dir = Path(config.output_dir)
     spec, _ = method_config(config.method)
     if spec.restore is None:
@@ -81,13 +85,14 @@ def _restored(config: RunConfig, which: str, backbone: Backbone, build_error: Mt
     except MtptError:
         raise _rebuild_error(run_dir, build_error, "") from None
     try:
-        parts = build_run(config, backbone, restore_from=read_checkpoint_contents(folder))
+        contents = read_checkpoint_contents(folder)
+        parts = build_run(config, backbone, restore_from=contents)
     except MtptError as err:
         raise _rebuild_error(run_dir, build_error, f" Rebuilding it from its checkpoint alone failed too: {err}") \
             from None
     warnings.warn(f"{run_dir}: rebuilt from its checkpoint {folder} alone, as rebuilding it as it was trained "
                   f"failed: {build_error}", RestoredFromCheckpointWarning, stacklevel=3)
-    return parts
+    return parts, contents
 
 
 def _rebuild_error(run_dir: Path, build_error: MtptError, more: str) -> MtptError:

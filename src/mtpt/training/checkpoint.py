@@ -90,23 +90,25 @@ def recover_checkpoints(checkpoints: str | Path) -> list[str]:
 
 def load_method_state(folder: str | Path, method: nn.Module) -> dict[str, Any]:
     """Load a checkpoint's tensors and extra state into ``method``; returns its meta."""
+    return apply_checkpoint_contents(read_checkpoint_contents(folder), method, folder)
+
+
+def apply_checkpoint_contents(contents: CheckpointContents, method: nn.Module, folder: str | Path) -> dict[str, Any]:
+    """Load what :func:`read_checkpoint_contents` read from ``folder`` into ``method``; returns its meta."""
     folder = Path(folder)
-    state = _read_weights(folder)
-    missing, unexpected = method.load_state_dict(state, strict=False)
+    missing, unexpected = method.load_state_dict(contents.tensors, strict=False)
     if missing or unexpected:
         raise MtptError(
             f"Checkpoint {folder} does not fit this method: missing {sorted(missing)}, unexpected {sorted(unexpected)}. "
             "Was it trained with another method, prompt length or task list?"
         )
-    meta = read_meta(folder)
     if isinstance(method, ExtraState):
-        extra = read_json(folder / METHOD_STATE, what="checkpoint file")
         try:
-            method.load_extra_state(extra)
+            method.load_extra_state(contents.extra_state)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise MtptError(f"{folder / METHOD_STATE} does not hold this method's state "
                             f"({type(err).__name__}: {err}): the file is damaged.") from None
-    return meta
+    return contents.meta
 
 
 def read_checkpoint_contents(folder: str | Path) -> CheckpointContents:
